@@ -1,0 +1,346 @@
+"""The frame layer: RFC 6455 §5 (framing) and §5.5.1 / §7.4 (close payloads).
+
+Everything here is a pure function of bytes. :class:`FrameParser` is the
+incremental receiver: feed it chunks split anywhere and it returns complete
+frames, or raises :class:`~rawws.exceptions.ProtocolError` naming the rule the
+bytes broke. :func:`encode_frame` is the sender. :func:`apply_mask` is the
+§5.3 masking transform, which is its own inverse.
+
+A frame on the wire (§5.2)::
+
+     0                   1                   2                   3
+     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+    +-+-+-+-+-------+-+-------------+-------------------------------+
+    |F|R|R|R| opcode|M| Payload len |    Extended payload length    |
+    |I|S|S|S|  (4)  |A|     (7)     |             (16/64)           |
+    |N|V|V|V|       |S|             |   (if payload len==126/127)   |
+    | |1|2|3|       |K|             |                               |
+    +-+-+-+-+-------+-+-------------+ - - - - - - - - - - - - - - - +
+    |     Extended payload length continued, if payload len == 127  |
+    + - - - - - - - - - - - - - - - +-------------------------------+
+    |                               |Masking-key, if MASK set to 1  |
+    +-------------------------------+-------------------------------+
+    | Masking-key (continued)       |          Payload Data         |
+    +-------------------------------- - - - - - - - - - - - - - - - +
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import struct
+from typing import NamedTuple
+
+from .exceptions import PayloadTooBig, ProtocolError
+
+__all__ = [
+    "Opcode",
+    "CloseCode",
+    "Frame",
+    "FrameParser",
+    "apply_mask",
+    "encode_frame",
+    "encode_header",
+    "parse_close",
+    "serialize_close",
+    "is_valid_close_code",
+    "RSV1",
+    "RSV2",
+    "RSV3",
+]
+
+RSV1, RSV2, RSV3 = 0x40, 0x20, 0x10
+"""Bit masks of the three reserved bits in the first header byte (§5.2)."""
+
+
+class Opcode(enum.IntEnum):
+    """Frame opcodes (§5.2, §11.8). 0x3–0x7 and 0xB–0xF are reserved."""
+
+    CONT = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+    @property
+    def is_control(self) -> bool:
+        """Control frames have the high bit of the opcode set (§5.5)."""
+        return self >= 0x8
+
+
+class CloseCode(enum.IntEnum):
+    """The registered close status codes, 1000–1015 (§7.4.1, §11.7 and the IANA registry)."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    RESERVED = 1004
+    NO_STATUS_RCVD = 1005  # never on the wire: "the close frame had no status"
+    ABNORMAL_CLOSURE = 1006  # never on the wire: "no close frame at all"
+    INVALID_PAYLOAD_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+    TLS_HANDSHAKE = 1015  # never on the wire: "the TLS handshake failed"
+
+
+_VALID_OPCODES = frozenset(int(op) for op in Opcode)
+# Codes a close frame may carry (§7.4.1, §7.4.2): the registered codes except
+# the three that only describe a closure locally and the reserved 1004, plus
+# 3000-4999 for libraries, frameworks and applications.
+_WIRE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+
+
+def is_valid_close_code(code: int) -> bool:
+    """Whether ``code`` may appear in a close frame on the wire (§7.4)."""
+    return code in _WIRE_CLOSE_CODES or 3000 <= code <= 4999
+
+
+class Frame(NamedTuple):
+    """One frame (§5.2). Immutable; ``payload`` is the unmasked application data."""
+
+    opcode: int
+    payload: bytes
+    fin: bool = True
+    rsv1: bool = False
+    rsv2: bool = False
+    rsv3: bool = False
+
+    @property
+    def rsv(self) -> int:
+        """The reserved bits as they sit in the first header byte."""
+        return (RSV1 if self.rsv1 else 0) | (RSV2 if self.rsv2 else 0) | (RSV3 if self.rsv3 else 0)
+
+
+# --- masking (§5.3) ------------------------------------------------------------
+
+_XOR_TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
+# Below this size one big-integer XOR wins: it is three C calls whatever the
+# length. Above it, four strided byte.translate passes win (benchmarks/masking.py).
+_SMALL_MASK = 2048
+
+
+def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte ``key`` repeated (§5.3); applying it twice restores ``data``.
+
+    Octet i of the result is octet i of ``data`` XOR octet ``i % 4`` of ``key``.
+    """
+    if len(key) != 4:
+        raise ValueError("a masking key is exactly 4 bytes")
+    n = len(data)
+    if n <= _SMALL_MASK:
+        if n == 0:
+            return b""
+        q, r = divmod(n, 4)
+        mask = int.from_bytes(key * q + key[:r], "little")
+        return (int.from_bytes(data, "little") ^ mask).to_bytes(n, "little")
+    # Gather each of the four byte positions into one contiguous run with a
+    # strided slice, XOR the run with a 256-entry table, scatter it back.
+    source = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+    out = bytearray(n)
+    out[0::4] = source[0::4].translate(_XOR_TABLES[key[0]])
+    out[1::4] = source[1::4].translate(_XOR_TABLES[key[1]])
+    out[2::4] = source[2::4].translate(_XOR_TABLES[key[2]])
+    out[3::4] = source[3::4].translate(_XOR_TABLES[key[3]])
+    return bytes(out)
+
+
+# --- encoding (§5.2) -----------------------------------------------------------
+
+_pack_short = struct.Struct("!BBH").pack
+_pack_long = struct.Struct("!BBQ").pack
+
+
+def encode_header(first_byte: int, length: int, mask_key: bytes | None = None) -> bytes:
+    """The header for a payload of ``length`` bytes, in the minimal length form (§5.2).
+
+    ``first_byte`` is FIN, RSV1-3 and the opcode, already combined.
+    """
+    mask_bit = 0x80 if mask_key is not None else 0
+    if length < 126:
+        header = bytes((first_byte, mask_bit | length))
+    elif length < 0x10000:
+        header = _pack_short(first_byte, mask_bit | 126, length)
+    elif length < 1 << 63:
+        header = _pack_long(first_byte, mask_bit | 127, length)
+    else:
+        raise PayloadTooBig("a frame payload is limited to 2**63 - 1 bytes")
+    return header + mask_key if mask_key is not None else header
+
+
+def encode_frame(frame: Frame, *, mask: bool = False, mask_key: bytes | None = None) -> bytes:
+    """Serialise ``frame``; with ``mask`` (clients, §5.3) its payload is masked.
+
+    The masking key is fresh from ``os.urandom`` unless ``mask_key`` is given
+    (for tests and the RFC's examples).
+    """
+    first = (0x80 if frame.fin else 0) | frame.rsv | frame.opcode
+    if not mask:
+        return encode_header(first, len(frame.payload)) + frame.payload
+    key = os.urandom(4) if mask_key is None else mask_key
+    return encode_header(first, len(frame.payload), key) + apply_mask(frame.payload, key)
+
+
+# --- parsing (§5.2) ------------------------------------------------------------
+
+_unpack_short = struct.Struct("!H").unpack_from
+_unpack_long = struct.Struct("!Q").unpack_from
+
+
+class FrameParser:
+    """Incremental frame receiver: :meth:`feed` bytes, get complete frames.
+
+    ``mask_expected`` is True on a server (every client frame must be masked)
+    and False on a client (no server frame may be masked), §5.1.
+    ``allowed_rsv`` holds the RSV bits that negotiated extensions claim (§5.2).
+    ``max_size`` caps the payload of one message, summed over its data frames;
+    a frame that would pass it is refused from its header, before any of its
+    payload is buffered.
+
+    The result never depends on how the stream was split. When a chunk holds
+    valid frames followed by a bad one, :meth:`feed` returns the valid frames
+    and raises the error on the next call (it is also in :attr:`error`). After
+    an error the parser is unusable: the connection must be failed (§7.1.7).
+    """
+
+    def __init__(self, *, mask_expected: bool, max_size: int | None = None, allowed_rsv: int = 0) -> None:
+        self.mask_expected = mask_expected
+        self.max_size = max_size
+        self.allowed_rsv = allowed_rsv
+        self._buffer = bytearray()
+        self._message_size = 0  # payload bytes of data frames in the unfinished message
+        self._failed: ProtocolError | None = None
+
+    @property
+    def error(self) -> ProtocolError | None:
+        """The error that stopped the parser, if any; :meth:`feed` raises it from then on."""
+        return self._failed
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as frames."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """Add ``data`` to the stream and return every frame it completes, in order."""
+        if self._failed is not None:
+            raise self._failed
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            view: bytes | bytearray = buffer
+        else:
+            view = data if isinstance(data, bytes) else bytes(data)
+        frames: list[Frame] = []
+        pos = 0
+        end = len(view)
+        try:
+            while end - pos >= 2:
+                first, second = view[pos], view[pos + 1]
+                length = second & 0x7F
+                header_size = 2
+                if length == 126:
+                    if end - pos < 4:
+                        break
+                    (length,) = _unpack_short(view, pos + 2)
+                    header_size = 4
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    (length,) = _unpack_long(view, pos + 2)
+                    header_size = 10
+                    if length >> 63:
+                        raise ProtocolError("§5.2: the most significant bit of a 64-bit payload length must be 0")
+                masked = second & 0x80
+                if masked:
+                    header_size += 4
+                # The header is known: check it before waiting for the payload.
+                self._check_header(first, masked, length)
+                total = header_size + length
+                if end - pos < total:
+                    break
+                start = pos + header_size
+                if masked:
+                    payload = apply_mask(view[start : pos + total], bytes(view[start - 4 : start]))
+                else:
+                    payload = bytes(view[start : pos + total])
+                opcode = first & 0x0F
+                fin = first & 0x80
+                if opcode < 8:
+                    self._message_size = 0 if fin else self._message_size + length
+                frames.append(
+                    Frame(opcode, payload, bool(fin), bool(first & RSV1), bool(first & RSV2), bool(first & RSV3))
+                )
+                pos += total
+        except ProtocolError as exc:
+            self._failed = exc
+            self._buffer = bytearray()
+            if not frames:
+                raise
+            return frames  # the frames before the bad one are valid; the error is raised next time
+        if buffer:
+            del buffer[:pos]
+        elif pos < end:
+            self._buffer = bytearray(view[pos:])
+        return frames
+
+    def _check_header(self, first: int, masked: int, length: int) -> None:
+        opcode = first & 0x0F
+        if opcode not in _VALID_OPCODES:
+            raise ProtocolError(f"§5.2: opcode {opcode:#x} is reserved")
+        rsv = first & 0x70
+        if rsv & ~self.allowed_rsv:
+            raise ProtocolError(f"§5.2: RSV bits {rsv >> 4:03b} set without a negotiated extension")
+        if opcode >= 8:
+            if length > 125:
+                raise ProtocolError(f"§5.5: control frame payload of {length} bytes exceeds 125")
+            if not first & 0x80:
+                raise ProtocolError("§5.5: control frames must not be fragmented")
+        elif self.max_size is not None and self._message_size + length > self.max_size:
+            raise PayloadTooBig(
+                f"message of at least {self._message_size + length} bytes exceeds max_size={self.max_size}"
+            )
+        if bool(masked) != self.mask_expected:
+            if self.mask_expected:
+                raise ProtocolError("§5.1: a client must mask every frame it sends")
+            raise ProtocolError("§5.1: a server must not mask any frame it sends")
+
+
+# --- close frame payloads (§5.5.1, §7.4) ----------------------------------------
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """Return ``(code, reason)`` from a close frame's payload.
+
+    An empty payload means "no status" and gives ``(1005, "")`` (§7.1.5).
+    Raises :class:`ProtocolError` with 1002 for a 1-byte payload or a code not
+    allowed on the wire, and with 1007 for a reason that is not UTF-8.
+    """
+    if not payload:
+        return CloseCode.NO_STATUS_RCVD, ""
+    if len(payload) == 1:
+        raise ProtocolError("§5.5.1: a close payload must be empty or start with a 2-byte code")
+    code = int.from_bytes(payload[:2], "big")
+    if not is_valid_close_code(code):
+        raise ProtocolError(f"§7.4: close code {code} is not allowed in a close frame")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("§5.5.1: the close reason is not valid UTF-8", close_code=1007) from None
+    return code, reason
+
+
+def serialize_close(code: int, reason: str = "") -> bytes:
+    """The close payload for ``code`` and ``reason`` (at most 123 bytes of UTF-8)."""
+    if not is_valid_close_code(code):
+        raise ValueError(f"close code {code} may not be sent (use 1000-1003, 1007-1014 or 3000-4999)")
+    data = reason.encode("utf-8")
+    if len(data) > 123:
+        raise ValueError("a close reason is at most 123 bytes of UTF-8 (§5.5)")
+    return code.to_bytes(2, "big") + data

@@ -1,0 +1,351 @@
+"""The opening handshake: RFC 6455 §4, both roles, plus the §9.1 extension grammar.
+
+Pure functions over :class:`~rawws.http11.Request` and
+:class:`~rawws.http11.Response`. The server side checks a request
+(:func:`check_request`), then builds the 101 answer (:func:`accept`) or a
+refusal (:func:`reject`). The client side builds a request
+(:func:`build_request`) and checks the answer (:func:`check_response`).
+Every refusal carries the HTTP status the RFC asks for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+
+from .exceptions import InvalidHandshake, InvalidHeader
+from .http11 import Headers, Request, Response
+
+__all__ = [
+    "GUID",
+    "accept_key",
+    "generate_key",
+    "parse_token_list",
+    "parse_extensions",
+    "serialize_extensions",
+    "ExtensionOffer",
+    "check_request",
+    "select_subprotocol",
+    "accept",
+    "reject",
+    "build_request",
+    "check_response",
+]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+"""The globally unique identifier that §1.3 appends to the key before hashing."""
+
+_REASONS = {
+    101: "Switching Protocols",
+    200: "OK",
+    204: "No Content",
+    301: "Moved Permanently",
+    302: "Found",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    426: "Upgrade Required",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key``: base64(SHA-1(key + GUID)), §4.2.2."""
+    digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def generate_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64-encoded (§4.1)."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+# --- header grammars (RFC 9110 §5.6, RFC 6455 §9.1) ---------------------------
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_OWS_RE = re.compile(r"[ \t]*")
+
+ExtensionOffer = tuple[str, list[tuple[str, "str | None"]]]
+"""One extension in a ``Sec-WebSocket-Extensions`` header: a name and its parameters."""
+
+
+class _Cursor:
+    """A position in one header value, for the hand-written §9.1 grammar."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.pos = 0
+
+    def done(self) -> bool:
+        return self.pos >= len(self.value)
+
+    def at(self, char: str) -> bool:
+        return self.pos < len(self.value) and self.value[self.pos] == char
+
+    def skip_ows(self) -> None:
+        match = _OWS_RE.match(self.value, self.pos)
+        self.pos = match.end() if match else self.pos
+
+    def error(self, what: str) -> InvalidHeader:
+        return InvalidHeader(f"{what} at position {self.pos} in Sec-WebSocket-Extensions", status=400)
+
+    def token(self, what: str) -> str:
+        match = _TOKEN_RE.match(self.value, self.pos)
+        if not match:
+            raise self.error(f"expected {what}")
+        self.pos = match.end()
+        return match.group()
+
+    def token_or_quoted(self, param: str) -> str:
+        quoted = _QUOTED_RE.match(self.value, self.pos)
+        if not quoted:
+            return self.token(f"a value for {param}")
+        self.pos = quoted.end()
+        unquoted = re.sub(r"\\(.)", r"\1", quoted.group(1))
+        if not _TOKEN_RE.fullmatch(unquoted):
+            raise self.error(f"quoted value of {param} is not a token")
+        return unquoted
+
+
+def parse_token_list(values: Sequence[str], header: str = "header") -> list[str]:
+    """Split ``1#token`` header values (such as ``Connection: keep-alive, Upgrade``)."""
+    tokens: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip(" \t")
+            if not item:
+                continue  # RFC 9110 §5.6.1: empty list elements are ignored
+            if not _TOKEN_RE.fullmatch(item):
+                raise InvalidHeader(f"invalid token {item!r} in {header}", status=400)
+            tokens.append(item)
+    return tokens
+
+
+def parse_extensions(values: Sequence[str]) -> list[ExtensionOffer]:
+    """Parse ``Sec-WebSocket-Extensions`` values into ``[(name, [(param, value | None)])]``.
+
+    The grammar (§9.1)::
+
+        extension-list  = 1#extension
+        extension       = extension-token *( ";" extension-param )
+        extension-param = token [ "=" (token | quoted-string) ]
+
+    A quoted value must itself be a token once unquoted. Several header
+    fields are one list, in order.
+    """
+    result: list[ExtensionOffer] = []
+    for value in values:
+        cursor = _Cursor(value)
+        while True:
+            cursor.skip_ows()
+            if cursor.at(","):  # empty list element
+                cursor.pos += 1
+                continue
+            if cursor.done():
+                break
+            name = cursor.token("an extension name")
+            params: list[tuple[str, str | None]] = []
+            cursor.skip_ows()
+            while cursor.at(";"):
+                cursor.pos += 1
+                cursor.skip_ows()
+                param = cursor.token("a parameter name")
+                cursor.skip_ows()
+                param_value: str | None = None
+                if cursor.at("="):
+                    cursor.pos += 1
+                    cursor.skip_ows()
+                    param_value = cursor.token_or_quoted(param)
+                    cursor.skip_ows()
+                params.append((param, param_value))
+            result.append((name, params))
+            if not cursor.done():
+                if not cursor.at(","):
+                    raise cursor.error(f"unexpected {value[cursor.pos]!r}")
+                cursor.pos += 1
+    return result
+
+
+def serialize_extensions(extensions: Sequence[ExtensionOffer]) -> str:
+    """The inverse of :func:`parse_extensions` for one header field."""
+    parts = []
+    for name, params in extensions:
+        items = [name] + [p if v is None else f"{p}={v}" for p, v in params]
+        parts.append("; ".join(items))
+    return ", ".join(parts)
+
+
+# --- server side (§4.2) --------------------------------------------------------
+
+
+def reject(status: int, text: str, headers: Sequence[tuple[str, str]] = ()) -> Response:
+    """An HTTP response refusing the upgrade, with a short plain-text body."""
+    body = (text.rstrip("\n") + "\n").encode("utf-8")
+    response_headers = Headers(headers)
+    response_headers["Content-Type"] = "text/plain; charset=utf-8"
+    response_headers["Content-Length"] = str(len(body))
+    response_headers["Connection"] = "close"
+    return Response(status, _REASONS.get(status, ""), response_headers, body)
+
+
+def _refuse(status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> InvalidHandshake:
+    return InvalidHandshake(message, status=status, headers=headers)
+
+
+def check_request(request: Request, *, origins: Sequence[str | None] | None = None) -> str:
+    """Check a client's opening handshake (§4.2.1); return its ``Sec-WebSocket-Key``.
+
+    ``origins``, if given, lists the acceptable ``Origin`` values (None stands
+    for "no Origin header"); any other origin is refused with 403 (§10.2).
+    Raises :class:`InvalidHandshake` whose ``status`` and ``headers`` make the
+    refusal: 405, 426, 400 or 403.
+    """
+    if request.method != "GET":
+        raise _refuse(405, f"method {request.method} not allowed; the handshake is a GET", [("Allow", "GET")])
+    headers = request.headers
+    upgrade_required = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")]
+    upgrades = [u.lower() for u in parse_token_list(headers.get_all("Upgrade"), "Upgrade")]
+    if "websocket" not in upgrades:
+        raise _refuse(426, "this endpoint speaks WebSocket: send Upgrade: websocket", upgrade_required)
+    connection = [c.lower() for c in parse_token_list(headers.get_all("Connection"), "Connection")]
+    if "upgrade" not in connection:
+        raise _refuse(400, "the Connection header must contain the Upgrade token")
+    hosts = headers.get_all("Host")
+    if len(hosts) != 1 or not hosts[0]:
+        raise _refuse(400, "exactly one Host header is required")
+    versions = headers.get_all("Sec-WebSocket-Version")
+    if versions != ["13"]:
+        raise _refuse(426, "unsupported Sec-WebSocket-Version; this server speaks version 13", upgrade_required)
+    keys = headers.get_all("Sec-WebSocket-Key")
+    if len(keys) != 1:
+        raise _refuse(400, "exactly one Sec-WebSocket-Key header is required")
+    key = keys[0]
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raw = b""
+    if len(raw) != 16:
+        raise _refuse(400, "Sec-WebSocket-Key must be 16 bytes, base64-encoded")
+    if origins is not None:
+        received = headers.get_all("Origin")
+        if len(received) > 1:
+            raise _refuse(400, "more than one Origin header")
+        origin = received[0] if received else None
+        if origin not in origins:
+            raise _refuse(403, f"origin {origin or '(none)'} is not allowed")
+    return key
+
+
+def select_subprotocol(offered: Sequence[str], supported: Sequence[str]) -> str | None:
+    """The first subprotocol in the client's list that the server supports.
+
+    §4.1 says the client lists its subprotocols in order of preference, so
+    rawws honours the client's order.
+    """
+    supported_set = set(supported)
+    for candidate in offered:
+        if candidate in supported_set:
+            return candidate
+    return None
+
+
+def accept(
+    key: str,
+    *,
+    subprotocol: str | None = None,
+    extensions: str | None = None,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> Response:
+    """The 101 response completing the handshake (§4.2.2)."""
+    headers = Headers([("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key(key))])
+    if subprotocol is not None:
+        headers["Sec-WebSocket-Protocol"] = subprotocol
+    if extensions:
+        headers["Sec-WebSocket-Extensions"] = extensions
+    for name, value in extra_headers:
+        headers[name] = value
+    return Response(101, "Switching Protocols", headers)
+
+
+# --- client side (§4.1) --------------------------------------------------------
+
+
+def build_request(
+    host: str,
+    path: str,
+    *,
+    key: str,
+    origin: str | None = None,
+    subprotocols: Sequence[str] = (),
+    extensions: str | None = None,
+    additional_headers: Sequence[tuple[str, str]] = (),
+) -> Request:
+    """The client's opening handshake request (§4.1)."""
+    headers = Headers(
+        [
+            ("Host", host),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+    )
+    if origin is not None:
+        headers["Origin"] = origin
+    if subprotocols:
+        headers["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+    if extensions:
+        headers["Sec-WebSocket-Extensions"] = extensions
+    for name, value in additional_headers:
+        headers[name] = value
+    return Request("GET", path, headers)
+
+
+def check_response(
+    response: Response,
+    *,
+    key: str,
+    subprotocols: Sequence[str] = (),
+    extensions_offered: Sequence[str] = (),
+) -> tuple[str | None, list[ExtensionOffer]]:
+    """Validate the server's answer (§4.1, steps 1-6 of "the client MUST validate").
+
+    Returns the subprotocol and the extensions the server accepted. Raises
+    :class:`InvalidHandshake` (carrying the server's status, headers and body)
+    if the server refused or answered wrongly, including choosing a
+    subprotocol or an extension the client did not offer.
+    """
+
+    def fail(message: str) -> InvalidHandshake:
+        return InvalidHandshake(message, status=response.status, headers=response.headers.items(), body=response.body)
+
+    if response.status != 101:
+        raise fail(f"server refused the upgrade: HTTP {response.status} {response.reason}".rstrip())
+    headers = response.headers
+    if "websocket" not in [u.lower() for u in parse_token_list(headers.get_all("Upgrade"), "Upgrade")]:
+        raise fail("the response lacks Upgrade: websocket")
+    if "upgrade" not in [c.lower() for c in parse_token_list(headers.get_all("Connection"), "Connection")]:
+        raise fail("the response's Connection header lacks the Upgrade token")
+    if headers.get_all("Sec-WebSocket-Accept") != [accept_key(key)]:
+        raise fail("Sec-WebSocket-Accept does not match the key sent")
+    chosen = parse_token_list(headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol")
+    if len(chosen) > 1:
+        raise fail("the server chose more than one subprotocol")
+    subprotocol = chosen[0] if chosen else None
+    if subprotocol is not None and subprotocol not in subprotocols:
+        raise fail(f"the server chose subprotocol {subprotocol!r}, which was not offered")
+    accepted = parse_extensions(headers.get_all("Sec-WebSocket-Extensions"))
+    for name, _ in accepted:
+        if name not in extensions_offered:
+            raise fail(f"the server accepted extension {name!r}, which was not offered")
+    return subprotocol, accepted

@@ -1,0 +1,224 @@
+"""Just enough HTTP/1.1 (RFC 9112) for the opening handshake: heads, headers, limits.
+
+:class:`HeadParser` reads a request or response head from bytes that may
+arrive split anywhere, with hard limits on line length, header count and total
+size, so that a hostile peer cannot make it buffer without bound. Anything
+after the blank line that ends the head is kept in ``remainder``: it is the
+start of the WebSocket stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .exceptions import InvalidHandshake, InvalidHeader
+
+__all__ = ["Headers", "Request", "Response", "HeadParser", "MAX_LINE", "MAX_HEADERS", "MAX_HEAD"]
+
+MAX_LINE = 8192
+"""Longest request line, status line or header line, in bytes."""
+MAX_HEADERS = 128
+"""Most header fields in one head."""
+MAX_HEAD = 65536
+"""Largest head, start line and headers included."""
+
+# RFC 9110 §5.6.2: field names are tokens.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Field values: visible characters, spaces and tabs, obs-text (RFC 9110 §5.5).
+_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+
+
+class Headers:
+    """An ordered, case-insensitive multimap of header fields."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = list(items or ())
+
+    def __getitem__(self, name: str) -> str:
+        """The single value of ``name``; KeyError if absent, InvalidHeader if repeated."""
+        values = self.get_all(name)
+        if not values:
+            raise KeyError(name)
+        if len(values) > 1:
+            raise InvalidHeader(f"header {name} appears more than once", status=400)
+        return values[0]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        lower = name.lower()
+        for key, value in self._items:
+            if key.lower() == lower:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        lower = name.lower()
+        return [value for key, value in self._items if key.lower() == lower]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __setitem__(self, name: str, value: str) -> None:
+        """Add a field (headers may repeat; use :meth:`replace` to overwrite)."""
+        self._items.append((name, value))
+
+    def replace(self, name: str, value: str) -> None:
+        """Remove every field called ``name`` and add one with ``value``."""
+        self.remove(name)
+        self._items.append((name, value))
+
+    def remove(self, name: str) -> None:
+        lower = name.lower()
+        self._items = [(k, v) for k, v in self._items if k.lower() != lower]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def serialize(self) -> bytes:
+        return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self._items)
+
+
+@dataclass
+class Request:
+    """An HTTP request head. ``path`` is the request target (path and query)."""
+
+    method: str
+    path: str
+    headers: Headers = field(default_factory=Headers)
+    version: str = "HTTP/1.1"
+
+    def serialize(self) -> bytes:
+        return f"{self.method} {self.path} {self.version}\r\n".encode("latin-1") + self.headers.serialize() + b"\r\n"
+
+
+@dataclass
+class Response:
+    """An HTTP response: status, reason phrase, headers and an optional body."""
+
+    status: int
+    reason: str = ""
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    version: str = "HTTP/1.1"
+
+    def serialize(self) -> bytes:
+        head = f"{self.version} {self.status} {self.reason}\r\n".encode("latin-1")
+        return head + self.headers.serialize() + b"\r\n" + self.body
+
+
+class HeadParser:
+    """Parse one HTTP head, request (``kind="request"``) or response, incrementally.
+
+    :meth:`feed` returns None until the head is complete, then the parsed
+    :class:`Request` or :class:`Response` (without body); bytes that followed
+    the head are in :attr:`remainder`. Raises :class:`InvalidHandshake` with
+    the status a server should answer: 400 for malformed input, 431 when a
+    limit is passed, 505 for a version other than HTTP/1.x.
+    """
+
+    def __init__(
+        self,
+        kind: str = "request",
+        *,
+        max_line: int = MAX_LINE,
+        max_headers: int = MAX_HEADERS,
+        max_head: int = MAX_HEAD,
+    ) -> None:
+        if kind not in ("request", "response"):
+            raise ValueError("kind is 'request' or 'response'")
+        self.kind = kind
+        self.max_line = max_line
+        self.max_headers = max_headers
+        self.max_head = max_head
+        self.remainder = b""
+        self._buffer = bytearray()
+        self._done = False
+
+    def feed(self, data: bytes) -> Request | Response | None:
+        if self._done:
+            raise RuntimeError("the head is already complete")
+        start = max(0, len(self._buffer) - 3)
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n", start)
+        if end < 0:
+            self._check_partial()
+            return None
+        if end + 4 > self.max_head:
+            raise InvalidHandshake(f"HTTP head longer than {self.max_head} bytes", status=431)
+        head = bytes(self._buffer[:end])
+        self.remainder = bytes(self._buffer[end + 4 :])
+        self._buffer = bytearray()
+        self._done = True
+        return self._parse(head)
+
+    def _check_partial(self) -> None:
+        buffer = self._buffer
+        if len(buffer) > self.max_head:
+            raise InvalidHandshake(f"HTTP head longer than {self.max_head} bytes", status=431)
+        last_line_start = buffer.rfind(b"\n") + 1
+        if len(buffer) - last_line_start > self.max_line:
+            raise InvalidHandshake(f"HTTP line longer than {self.max_line} bytes", status=431)
+        if buffer.count(b"\n") > self.max_headers + 1:
+            raise InvalidHandshake(f"more than {self.max_headers} header fields", status=431)
+
+    def _parse(self, head: bytes) -> Request | Response:
+        lines = head.split(b"\r\n")
+        if len(lines) - 1 > self.max_headers:
+            raise InvalidHandshake(f"more than {self.max_headers} header fields", status=431)
+        for line in lines:
+            if len(line) > self.max_line:
+                raise InvalidHandshake(f"HTTP line longer than {self.max_line} bytes", status=431)
+        headers = Headers()
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not _TOKEN.fullmatch(name):
+                raise InvalidHandshake(f"malformed header line {line[:64]!r}", status=400)
+            value = value.strip(b" \t")
+            if not _VALUE.fullmatch(value):
+                raise InvalidHandshake(f"invalid characters in header {name.decode()}", status=400)
+            headers[name.decode("ascii")] = value.decode("latin-1")
+        if self.kind == "request":
+            return self._parse_request_line(lines[0], headers)
+        return self._parse_status_line(lines[0], headers)
+
+    @staticmethod
+    def _check_version(version: bytes) -> str:
+        if not re.fullmatch(rb"HTTP/\d\.\d", version):
+            raise InvalidHandshake(f"malformed HTTP version {version[:16]!r}", status=400)
+        if version != b"HTTP/1.1" and version < b"HTTP/1.1":
+            raise InvalidHandshake(f"{version.decode()} is not supported; HTTP/1.1 is required", status=505)
+        return version.decode("ascii")
+
+    def _parse_request_line(self, line: bytes, headers: Headers) -> Request:
+        parts = line.split(b" ")
+        if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+            raise InvalidHandshake(f"malformed request line {line[:64]!r}", status=400)
+        method, target, version = parts
+        if not re.fullmatch(rb"[\x21-\x7e]+", target):
+            raise InvalidHandshake("malformed request target", status=400)
+        return Request(method.decode("ascii"), target.decode("ascii"), headers, self._check_version(version))
+
+    def _parse_status_line(self, line: bytes, headers: Headers) -> Response:
+        parts = line.split(b" ", 2)
+        if len(parts) < 2 or not re.fullmatch(rb"[1-5]\d\d", parts[1]):
+            raise InvalidHandshake(f"malformed status line {line[:64]!r}", status=0)
+        version = self._check_version(parts[0])
+        reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
+        return Response(int(parts[1]), reason, headers, b"", version)

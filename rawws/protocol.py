@@ -1,0 +1,432 @@
+"""The sans-I/O WebSocket connection: RFC 6455 §5 (data framing) and §7 (closing).
+
+:class:`Protocol` is a state machine with no sockets, threads or clocks. Give
+it the bytes that arrived with :meth:`Protocol.receive_data` and it returns
+events; call its ``send_*`` methods and collect the bytes to write with
+:meth:`Protocol.data_to_send`. Step through it in a REPL::
+
+    >>> from rawws.protocol import Protocol, SERVER
+    >>> p = Protocol(SERVER)
+    >>> p.receive_data(bytes.fromhex("818537fa213d7f9f4d5158"))  # §5.7 masked "Hello"
+    [TextMessage(data='Hello')]
+    >>> p.send_text("Hi"); p.data_to_send()
+    [b'\\x81\\x02Hi']
+
+Peer errors never raise out of :meth:`receive_data`: it returns the events
+decoded before the error, then a :class:`Failure` event, and _Fails the
+WebSocket Connection_ (§7.1.7): a close frame with the right code is queued
+once, data after it is ignored, and :attr:`Protocol.should_close_tcp` turns
+True. An I/O layer that wants to deliver the earlier messages before the
+close frame goes out passes ``defer_failure=True`` and calls :meth:`fail`
+itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple, Union
+
+from .exceptions import InvalidState, PayloadTooBig, ProtocolError
+from .frames import (
+    CloseCode,
+    Frame,
+    FrameParser,
+    Opcode,
+    apply_mask,
+    encode_header,
+    parse_close,
+    serialize_close,
+)
+from .utf8 import Utf8Decoder
+
+if TYPE_CHECKING:
+    from .extensions import Extension
+
+__all__ = [
+    "Role",
+    "SERVER",
+    "CLIENT",
+    "State",
+    "Protocol",
+    "Event",
+    "TextMessage",
+    "BinaryMessage",
+    "Fragment",
+    "Ping",
+    "Pong",
+    "CloseReceived",
+    "Failure",
+]
+
+
+class Role(enum.Enum):
+    """Which end of the connection this is; it decides the masking rules of §5.1."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+SERVER = Role.SERVER
+CLIENT = Role.CLIENT
+
+
+class State(enum.IntEnum):
+    """The connection states of §4.1 and §7: CONNECTING, OPEN, CLOSING, CLOSED."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2  # a close frame was sent and the peer's has not arrived yet
+    CLOSED = 3  # both close frames exchanged (or the connection failed / TCP ended)
+
+
+# --- events ----------------------------------------------------------------------
+
+
+class TextMessage(NamedTuple):
+    """A complete text message (opcode 0x1 and its continuations), decoded from UTF-8."""
+
+    data: str
+
+
+class BinaryMessage(NamedTuple):
+    """A complete binary message (opcode 0x2 and its continuations)."""
+
+    data: bytes
+
+
+class Fragment(NamedTuple):
+    """One frame's worth of a fragmented message, when fragment events are on.
+
+    ``data`` is ``str`` for a text message (decoded incrementally, so a
+    character split across frames appears whole in the later fragment) and
+    ``bytes`` for a binary one. ``first`` and ``last`` mark the message edges.
+    """
+
+    data: str | bytes
+    first: bool
+    last: bool
+
+
+class Ping(NamedTuple):
+    """A ping arrived; with ``auto_pong`` on, the pong answering it is already queued (§5.5.2)."""
+
+    data: bytes
+
+
+class Pong(NamedTuple):
+    """A pong arrived (§5.5.3)."""
+
+    data: bytes
+
+
+class CloseReceived(NamedTuple):
+    """The peer's close frame arrived (§5.5.1); 1005 means it carried no code."""
+
+    code: int
+    reason: str
+
+
+class Failure(NamedTuple):
+    """The peer broke the protocol; ``error.close_code`` is the code to fail with (§7.1.7)."""
+
+    error: ProtocolError
+
+
+Data = Union[bytes, bytearray, memoryview]
+"""A buffer of bytes to write: :meth:`Protocol.data_to_send` may return large payloads as they were given."""
+
+Event = Union[TextMessage, BinaryMessage, Fragment, Ping, Pong, CloseReceived, Failure]
+
+
+class Protocol:
+    """One WebSocket connection after the opening handshake, either role.
+
+    ``max_size`` caps one message's payload (None: no cap); ``fragment_events``
+    makes a fragmented message arrive as :class:`Fragment` events instead of
+    one reassembled message; ``auto_pong`` answers pings; ``extensions`` are
+    negotiated extensions (RFC 7692 permessage-deflate is one), applied in
+    order to incoming frames and in reverse to outgoing ones.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_size: int | None = 2**20,
+        fragment_events: bool = False,
+        auto_pong: bool = True,
+        defer_failure: bool = False,
+        extensions: Sequence[Extension] = (),
+        state: State = State.OPEN,
+    ) -> None:
+        self.role = role
+        self.state = state
+        self.max_size = max_size
+        self.fragment_events = fragment_events
+        self.auto_pong = auto_pong
+        self.defer_failure = defer_failure
+        self.extensions = list(extensions)
+        rsv = 0
+        for extension in self.extensions:
+            rsv |= extension.rsv_bits
+        self._mask = role is CLIENT
+        self._parser = FrameParser(mask_expected=role is SERVER, max_size=max_size, allowed_rsv=rsv)
+        self._out: list[Data] = []
+        # Receiving side: the message being reassembled.
+        self._in_opcode: int | None = None  # TEXT or BINARY while a fragmented message is open
+        self._in_parts: list[bytes] | list[str] = []
+        self._in_size = 0
+        self._utf8: Utf8Decoder | None = None
+        # Sending side: the opcode of a fragmented message being sent.
+        self._out_opcode: int | None = None
+        # Closing handshake bookkeeping (§7.1).
+        self.close_sent: tuple[int, str] | None = None
+        self.close_received: tuple[int, str] | None = None
+        self.failure: ProtocolError | None = None
+        self.should_close_tcp = False
+        self.eof_received = False
+
+    # --- receiving ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed bytes from the peer; return the events they complete, in order."""
+        if self.failure is not None or self.close_received is not None or self.eof_received:
+            return []  # §5.5.1: nothing after the peer's close frame counts; after a failure, nothing at all
+        events: list[Event] = []
+        error: ProtocolError | None
+        try:
+            frames = self._parser.feed(data)
+        except ProtocolError as exc:
+            frames = None
+            error = exc
+        else:
+            error = None
+        try:
+            for frame in frames or ():
+                self._receive_frame(frame, events)
+                if self.close_received is not None:
+                    break
+            else:
+                if error is None:
+                    error = self._parser.error
+        except ProtocolError as exc:
+            error = exc
+        if error is not None:
+            self._in_parts = []
+            self.failure = error
+            events.append(Failure(error))
+            if not self.defer_failure:
+                self.fail(error.close_code, str(error)[:123])
+        return events
+
+    def _receive_frame(self, frame: Frame, events: list[Event]) -> None:
+        for extension in reversed(self.extensions):
+            frame = extension.decode(frame, max_size=self.max_size)
+        opcode = frame.opcode
+        if opcode == Opcode.TEXT or opcode == Opcode.BINARY:
+            if self._in_opcode is not None:
+                raise ProtocolError("§5.4: a new data frame arrived inside an unfinished fragmented message")
+            if frame.fin:
+                if opcode == Opcode.TEXT:
+                    try:
+                        events.append(TextMessage(frame.payload.decode("utf-8")))
+                    except UnicodeDecodeError:
+                        raise ProtocolError("§8.1: text message is not valid UTF-8", close_code=1007) from None
+                else:
+                    events.append(BinaryMessage(frame.payload))
+                return
+            self._in_opcode = opcode
+            self._in_parts = []
+            self._in_size = 0
+            self._utf8 = Utf8Decoder() if opcode == Opcode.TEXT else None
+            self._receive_fragment(frame, events, first=True)
+        elif opcode == Opcode.CONT:
+            if self._in_opcode is None:
+                raise ProtocolError("§5.4: a continuation frame arrived with no message to continue")
+            self._receive_fragment(frame, events, first=False)
+        elif opcode == Opcode.PING:
+            events.append(Ping(frame.payload))
+            if self.auto_pong and self.state is State.OPEN:
+                self.send_pong(frame.payload)
+        elif opcode == Opcode.PONG:
+            events.append(Pong(frame.payload))
+        else:  # CLOSE
+            self._receive_close(frame.payload, events)
+
+    def _receive_fragment(self, frame: Frame, events: list[Event], *, first: bool) -> None:
+        payload = frame.payload
+        self._in_size += len(payload)
+        if self.max_size is not None and self._in_size > self.max_size:
+            # Reached only when an extension grew the payload; the parser checks raw sizes.
+            raise PayloadTooBig(f"message of at least {self._in_size} bytes exceeds max_size={self.max_size}")
+        last = frame.fin
+        data: str | bytes
+        if self._utf8 is not None:
+            try:
+                data = self._utf8.decode(payload, last)
+            except UnicodeDecodeError:
+                raise ProtocolError("§8.1: text message is not valid UTF-8", close_code=1007) from None
+        else:
+            data = payload
+        if self.fragment_events:
+            events.append(Fragment(data, first, last))
+        else:
+            self._in_parts.append(data)  # type: ignore[arg-type]
+            if last:
+                if self._utf8 is not None:
+                    events.append(TextMessage("".join(self._in_parts)))  # type: ignore[arg-type]
+                else:
+                    events.append(BinaryMessage(b"".join(self._in_parts)))  # type: ignore[arg-type]
+                self._in_parts = []
+        if last:
+            self._in_opcode = None
+            self._utf8 = None
+
+    def _receive_close(self, payload: bytes, events: list[Event]) -> None:
+        code, reason = parse_close(payload)
+        self.close_received = (code, reason)
+        events.append(CloseReceived(code, reason))
+        if self.close_sent is None:
+            # §5.5.1: answer with a close frame, typically echoing the code.
+            if code == CloseCode.NO_STATUS_RCVD:
+                self._send_frame(Opcode.CLOSE, b"")
+                self.close_sent = (CloseCode.NO_STATUS_RCVD, "")
+            else:
+                self._send_frame(Opcode.CLOSE, serialize_close(code))
+                self.close_sent = (code, "")
+        self.state = State.CLOSED
+        # §7.1.1: the server closes the TCP connection first; the client waits for it.
+        if self.role is SERVER:
+            self.should_close_tcp = True
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of TCP. Without a closing handshake this is 1006 (§7.1.5)."""
+        self.eof_received = True
+        self.state = State.CLOSED
+        self.should_close_tcp = True
+
+    # --- sending -----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send: the connection is {self.state.name}")
+
+    def send_text(self, data: str | bytes, *, fin: bool = True) -> None:
+        """Send a text message, or its first fragment when ``fin`` is False (§5.4, §5.6)."""
+        self._send_data(Opcode.TEXT, data.encode("utf-8") if isinstance(data, str) else data, fin)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, *, fin: bool = True) -> None:
+        """Send a binary message, or its first fragment when ``fin`` is False."""
+        self._send_data(Opcode.BINARY, data, fin)
+
+    def send_continuation(self, data: str | bytes | bytearray | memoryview, *, fin: bool) -> None:
+        """Send the next fragment of the message begun with ``fin=False``."""
+        if self._out_opcode is None:
+            raise InvalidState("no fragmented message is being sent")
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        self._check_open()
+        frame = Frame(Opcode.CONT, bytes(payload), fin)
+        for extension in self.extensions:
+            frame = extension.encode(frame, message_opcode=self._out_opcode)
+        self._write_frame(frame)
+        if fin:
+            self._out_opcode = None
+
+    def _send_data(self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool) -> None:
+        self._check_open()
+        if self._out_opcode is not None:
+            raise InvalidState("a fragmented message is being sent; finish it with send_continuation")
+        if self.extensions:
+            frame = Frame(opcode, bytes(payload), fin)
+            for extension in self.extensions:
+                frame = extension.encode(frame, message_opcode=opcode)
+            self._write_frame(frame)
+        else:
+            self._send_frame(opcode, payload, fin)
+        if not fin:
+            self._out_opcode = opcode
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Send a ping (§5.5.2); at most 125 bytes of payload."""
+        self._check_open()
+        self._send_control(Opcode.PING, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Send a pong (§5.5.3), answering a ping or as an unsolicited heartbeat."""
+        self._check_open()
+        self._send_control(Opcode.PONG, data)
+
+    def _send_control(self, opcode: Opcode, data: bytes) -> None:
+        if len(data) > 125:
+            raise ValueError("a control frame payload is at most 125 bytes (§5.5)")
+        self._send_frame(opcode, bytes(data))
+
+    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake (§5.5.1, §7.1.2); the state becomes CLOSING.
+
+        ``code`` 1005 sends a close frame with no status code at all.
+        """
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot close: the connection is {self.state.name}")
+        payload = b"" if code == CloseCode.NO_STATUS_RCVD else serialize_close(code, reason)
+        self._send_frame(Opcode.CLOSE, payload)
+        self.close_sent = (code, reason)
+        self.state = State.CLOSING
+
+    def fail(self, code: int = CloseCode.PROTOCOL_ERROR, reason: str = "") -> None:
+        """_Fail the WebSocket Connection_ (§7.1.7): send a close frame once, then close TCP.
+
+        Unlike :meth:`send_close` this does not wait for the peer's close
+        frame: :attr:`should_close_tcp` is True afterwards.
+        """
+        if self.state is State.OPEN and self.close_sent is None:
+            reason_bytes = reason.encode("utf-8")[:123]
+            payload = serialize_close(code, reason_bytes.decode("utf-8", "ignore"))
+            self._send_frame(Opcode.CLOSE, payload)
+            self.close_sent = (code, reason)
+        self.state = State.CLOSED
+        self.should_close_tcp = True
+
+    def _send_frame(self, opcode: int, payload: bytes | bytearray | memoryview, fin: bool = True) -> None:
+        first = (0x80 | opcode) if fin else opcode
+        if self._mask:
+            key = os.urandom(4)
+            self._out.append(encode_header(first, len(payload), key) + apply_mask(payload, key))
+        elif len(payload) < 1024:
+            self._out.append(encode_header(first, len(payload)) + payload)
+        else:
+            # Large payloads go out as a separate buffer: no copy (scatter-gather write).
+            self._out.append(encode_header(first, len(payload)))
+            self._out.append(payload)
+
+    def _write_frame(self, frame: Frame) -> None:
+        first = (0x80 if frame.fin else 0) | frame.rsv | frame.opcode
+        payload = frame.payload
+        if self._mask:
+            key = os.urandom(4)
+            self._out.append(encode_header(first, len(payload), key) + apply_mask(payload, key))
+        else:
+            self._out.append(encode_header(first, len(payload)) + payload)
+
+    def data_to_send(self) -> list[Data]:
+        """The bytes queued for the peer, in order, as a list of buffers; the queue is emptied."""
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    @property
+    def parser_buffered(self) -> int:
+        """Bytes held by the frame parser (for memory-bound tests)."""
+        return self._parser.buffered
+
+    @property
+    def close_code(self) -> int | None:
+        """The code of the peer's close frame; 1006 if TCP ended without one, None while open."""
+        if self.close_received is not None:
+            return self.close_received[0]
+        if self.state is State.CLOSED:
+            return CloseCode.ABNORMAL_CLOSURE
+        return None
