@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Union
 
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
@@ -187,6 +187,8 @@ class Protocol:
         self.failure: ProtocolError | None = None
         self.should_close_tcp = False
         self.eof_received = False
+        self.trace: Callable[[str, int, bool, Data], None] | None = None
+        """If set, called with ("<" or ">", opcode, fin, payload) for every frame in and out."""
 
     # --- receiving ---------------------------------------------------------------
 
@@ -222,6 +224,8 @@ class Protocol:
         return events
 
     def _receive_frame(self, frame: Frame, events: list[Event]) -> None:
+        if self.trace is not None:
+            self.trace("<", frame.opcode, frame.fin, frame.payload)
         for extension in reversed(self.extensions):
             frame = extension.decode(frame, max_size=self.max_size)
         opcode = frame.opcode
@@ -389,7 +393,9 @@ class Protocol:
         self.state = State.CLOSED
         self.should_close_tcp = True
 
-    def _send_frame(self, opcode: int, payload: bytes | bytearray | memoryview, fin: bool = True) -> None:
+    def _send_frame(self, opcode: int, payload: Data, fin: bool = True) -> None:
+        if self.trace is not None:
+            self.trace(">", opcode, fin, payload)
         first = (0x80 | opcode) if fin else opcode
         if self._mask:
             key = os.urandom(4)
@@ -402,6 +408,8 @@ class Protocol:
             self._out.append(payload)
 
     def _write_frame(self, frame: Frame) -> None:
+        if self.trace is not None:
+            self.trace(">", frame.opcode, frame.fin, frame.payload)
         first = (0x80 if frame.fin else 0) | frame.rsv | frame.opcode
         payload = frame.payload
         if self._mask:

@@ -1,0 +1,138 @@
+"""The shared reader: one thread that reads for connections nobody is waiting on.
+
+A handler blocked in ``recv()`` reads its own socket (no thread hop on the
+hot path). But a handler that is busy elsewhere must still have its pings
+answered, its pongs seen and its peer's close frame noticed, and rawws will
+not spend a second thread per connection on that. So while a connection's
+owner is not reading, its socket is *armed* here: one thread waits on all
+armed sockets and, when one is readable, calls the connection's
+``_on_readable()``, which reads what is there without blocking.
+
+Arming is one-shot (``EPOLLONESHOT`` where available): a socket that fired is
+disarmed until its connection re-arms it, so the reactor and a handler never
+read the same socket at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import selectors
+import socket
+import threading
+from collections.abc import Callable
+
+__all__ = ["Reactor", "get_reactor"]
+
+logger = logging.getLogger("rawws.reactor")
+
+
+class Reactor:
+    """Wait for readability on armed sockets and dispatch one callback per event."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._selector: selectors.BaseSelector | None = None
+        self._registered: set[int] = set()
+        if self._epoll is None:
+            self._selector = selectors.DefaultSelector()
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._run, name="rawws-reactor", daemon=True)
+        self._thread.start()
+
+    def arm(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, on the reactor thread, when ``fd`` is readable."""
+        self._callbacks[fd] = callback
+        if self._epoll is not None:
+            flags = select.EPOLLIN | select.EPOLLONESHOT
+            if fd in self._registered:
+                self._epoll.modify(fd, flags)
+            else:
+                self._epoll.register(fd, flags)
+                self._registered.add(fd)
+        else:
+            assert self._selector is not None
+            with self._lock:
+                try:
+                    self._selector.register(fd, selectors.EVENT_READ)
+                except KeyError:
+                    pass
+            self._wake_w.send(b"\0")
+
+    def disarm(self, fd: int) -> None:
+        """Stop watching ``fd`` for now (it stays known until :meth:`forget`)."""
+        if self._epoll is not None:
+            if fd in self._registered:
+                self._epoll.modify(fd, select.EPOLLONESHOT)
+        else:
+            assert self._selector is not None
+            with self._lock:
+                try:
+                    self._selector.unregister(fd)
+                except KeyError:
+                    pass
+
+    def forget(self, fd: int) -> None:
+        """Drop ``fd`` entirely; call before closing the socket."""
+        self._callbacks.pop(fd, None)
+        if self._epoll is not None:
+            if fd in self._registered:
+                self._registered.discard(fd)
+                try:
+                    self._epoll.unregister(fd)
+                except OSError:
+                    pass
+        else:
+            self.disarm(fd)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                fds = self._wait()
+            except OSError:
+                logger.exception("reactor wait failed")
+                continue
+            for fd in fds:
+                callback = self._callbacks.get(fd)
+                if callback is None:
+                    continue
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("reactor callback failed")
+
+    def _wait(self) -> list[int]:
+        if self._epoll is not None:
+            return [fd for fd, _ in self._epoll.poll()]
+        assert self._selector is not None
+        ready = []
+        for key, _ in self._selector.select():
+            if key.fileobj is self._wake_r:
+                try:
+                    self._wake_r.recv(4096)
+                except BlockingIOError:
+                    pass
+                continue
+            fd = key.fd
+            with self._lock:
+                self._selector.unregister(fd)  # one-shot, like EPOLLONESHOT
+            ready.append(fd)
+        return ready
+
+
+_reactor: Reactor | None = None
+_reactor_lock = threading.Lock()
+
+
+def get_reactor() -> Reactor:
+    """The process-wide reactor, started on first use."""
+    global _reactor
+    if _reactor is None:
+        with _reactor_lock:
+            if _reactor is None:
+                _reactor = Reactor()
+    return _reactor

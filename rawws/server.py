@@ -1,0 +1,383 @@
+"""The threaded server: ``serve(handler, host, port)`` (RFC 6455 §4.2 over real sockets).
+
+One thread per connection runs the opening handshake and then the handler.
+The accept loop runs in :meth:`Server.serve_forever` or in a background
+thread (:meth:`Server.start`). :meth:`Server.shutdown` stops accepting, closes
+every connection with 1001 Going Away and waits for the handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .connection import Connection, Message
+from .exceptions import ConnectionClosed, InvalidHandshake
+from .frames import CloseCode
+from .handshake import accept, check_request, parse_token_list, reject, select_subprotocol
+from .http11 import HeadParser, Request, Response
+from .protocol import SERVER, Protocol
+from .threads import start_thread
+
+__all__ = ["serve", "Server", "ServerConnection", "PendingConnection", "broadcast"]
+
+SERVER_HEADER = "rawws/0.1"
+
+
+class ServerConnection(Connection):
+    """The server side of a WebSocket connection; handlers receive one."""
+
+    server: Server
+
+
+class PendingConnection:
+    """What ``process_request`` sees: the TCP connection before the upgrade.
+
+    :meth:`respond` builds a plain HTTP response to return from
+    ``process_request`` (to refuse, authenticate, redirect or serve a page).
+    """
+
+    def __init__(self, sock: socket.socket, server: Server) -> None:
+        self.remote_address: Any = sock.getpeername()
+        self.local_address: Any = sock.getsockname()
+        self.secure = isinstance(sock, ssl_module.SSLSocket)
+        self.server = server
+
+    @staticmethod
+    def respond(
+        status: int,
+        body: str | bytes = "",
+        headers: Iterable[tuple[str, str]] = (),
+        content_type: str = "text/plain; charset=utf-8",
+    ) -> Response:
+        """A complete HTTP response with ``Content-Length`` and ``Connection: close``."""
+        if isinstance(body, str):
+            data = body.encode("utf-8")
+        else:
+            data = body
+        response = reject(status, "", list(headers))
+        response.headers.replace("Content-Type", content_type)
+        response.headers.replace("Content-Length", str(len(data)))
+        response.body = data
+        return response
+
+
+Handler = Callable[[ServerConnection], Any]
+ProcessRequest = Callable[[PendingConnection, Request], "Response | None"]
+
+
+class Server:
+    """A listening WebSocket server. Build it with :func:`serve`."""
+
+    def __init__(self, handler: Handler, sock: socket.socket, options: dict[str, Any]) -> None:
+        self.handler = handler
+        self.socket = sock
+        self.options = options
+        self.logger: logging.Logger = options["logger"]
+        self.connections: set[ServerConnection] = set()
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._stopped = threading.Event()
+        self._accept_thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        sock.setblocking(False)
+
+    @property
+    def address(self) -> Any:
+        """The listening address, e.g. ``("127.0.0.1", 8765)``."""
+        return self.socket.getsockname()
+
+    @property
+    def port(self) -> int:
+        port: int = self.socket.getsockname()[1]
+        return port
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown` (or Ctrl-C, which shuts down)."""
+        try:
+            self._accept_loop()
+        except KeyboardInterrupt:
+            self.shutdown()
+
+    def start(self) -> Server:
+        """Run the accept loop in a background thread; return self."""
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="rawws-accept", daemon=True)
+        self._accept_thread.start()
+        return self
+
+    def _accept_loop(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self.socket, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        self.logger.info("server listening on %s", self.address)
+        try:
+            while not self._closing.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r:
+                        break
+                    for _ in range(64):  # accept a burst, then look at the wakeup again
+                        try:
+                            client, address = self.socket.accept()
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        except OSError as exc:
+                            self.logger.warning("accept failed: %s", exc)  # e.g. EMFILE: out of descriptors
+                            time.sleep(0.05)
+                            break
+                        self._spawn(client)
+        finally:
+            selector.close()
+            self._stopped.set()
+
+    def _spawn(self, client: socket.socket) -> None:
+        thread = start_thread(self._run_connection, client, name="rawws-conn")
+        with self._lock:
+            self._threads.add(thread)
+
+    def _run_connection(self, client: socket.socket) -> None:
+        try:
+            connection = self._handshake(client)
+            if connection is None:
+                return
+            self._run_handler(connection)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _handshake(self, client: socket.socket) -> ServerConnection | None:
+        options = self.options
+        deadline = time.monotonic() + options["open_timeout"]
+        sock = client
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(options["open_timeout"])
+            if options["ssl"] is not None:
+                sock = options["ssl"].wrap_socket(sock, server_side=True)
+            parser = HeadParser("request")
+            request = None
+            while request is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
+                data = sock.recv(65536)
+                if not data:
+                    sock.close()
+                    return None
+                request = parser.feed(data)
+            assert isinstance(request, Request)
+            pending = PendingConnection(sock, self)
+            if options["process_request"] is not None:
+                answer = options["process_request"](pending, request)
+                if answer is not None:
+                    self._send_and_close(sock, answer)
+                    return None
+            if self._closing.is_set():
+                raise InvalidHandshake("server is shutting down", status=503)
+            key = check_request(request, origins=options["origins"])
+            subprotocol = self._choose_subprotocol(request)
+            extensions, extension_header = self._negotiate_extensions(request)
+            response = accept(
+                key, subprotocol=subprotocol, extensions=extension_header, extra_headers=[("Server", SERVER_HEADER)]
+            )
+            sock.sendall(response.serialize())
+        except InvalidHandshake as exc:
+            self.logger.info("refused handshake from %s: %s %s", _peer(client), exc.status, exc)
+            self._send_and_close(sock, reject(exc.status or 400, str(exc), exc.headers))
+            return None
+        except (OSError, TimeoutError) as exc:
+            self.logger.debug("handshake with %s failed: %s", _peer(client), exc)
+            sock.close()
+            return None
+        except Exception:
+            self.logger.exception("error in the opening handshake")
+            self._send_and_close(sock, reject(500, "internal server error"))
+            return None
+        protocol = Protocol(SERVER, max_size=options["max_size"], extensions=extensions)
+        connection = ServerConnection(
+            sock,
+            protocol,
+            request=request,
+            response=response,
+            subprotocol=subprotocol,
+            max_queue=options["max_queue"],
+            ping_interval=options["ping_interval"],
+            ping_timeout=options["ping_timeout"],
+            close_timeout=options["close_timeout"],
+            logger=self.logger,
+            leftover=parser.remainder,
+        )
+        connection.server = self
+        return connection
+
+    def _choose_subprotocol(self, request: Request) -> str | None:
+        offered = parse_token_list(request.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol")
+        chooser = self.options["select_subprotocol"]
+        if chooser is not None:
+            chosen: str | None = chooser(offered)
+            if chosen is not None and chosen not in offered:
+                raise InvalidHandshake(f"select_subprotocol returned {chosen!r}, which the client did not offer", 500)
+            return chosen
+        supported = self.options["subprotocols"]
+        if not supported:
+            return None
+        chosen = select_subprotocol(offered, supported)
+        if chosen is None and offered:
+            self.logger.debug("no common subprotocol: client offered %s", offered)
+        return chosen
+
+    def _negotiate_extensions(self, request: Request) -> tuple[list[Any], str | None]:
+        negotiate = self.options.get("negotiate_extensions")
+        if negotiate is None:
+            return [], None
+        result: tuple[list[Any], str | None] = negotiate(request.headers)
+        return result
+
+    def _send_and_close(self, sock: socket.socket, response: Response) -> None:
+        try:
+            if response.body and "Content-Length" not in response.headers:
+                response.headers["Content-Length"] = str(len(response.body))
+            if "Connection" not in response.headers:
+                response.headers["Connection"] = "close"
+            sock.settimeout(self.options["close_timeout"] or 5.0)
+            sock.sendall(response.serialize())
+            sock.shutdown(socket.SHUT_WR)
+            # Read what the client still sends so that closing does not reset the connection
+            # before it has read our answer.
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end and sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def _run_handler(self, connection: ServerConnection) -> None:
+        with self._lock:
+            self.connections.add(connection)
+        if self._closing.is_set():
+            connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        try:
+            self.handler(connection)
+        except ConnectionClosed:
+            pass  # the peer went away while the handler was talking to it: routine
+        except Exception:
+            self.logger.exception("handler failed for %s", connection.remote_address)
+            connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            connection.close()
+            with self._lock:
+                self.connections.discard(connection)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop accepting, close every connection with 1001, wait for handlers (up to ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._closing.is_set():
+            self._closing.set()
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
+                pass
+        if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
+            self._accept_thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.socket.close()
+        with self._lock:
+            connections = list(self.connections)
+        closers = [start_thread(c.close, CloseCode.GOING_AWAY, "server shutting down") for c in connections]
+        for thread in closers:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._closing.is_set():
+            self.shutdown()
+
+
+def _peer(sock: socket.socket) -> Any:
+    try:
+        return sock.getpeername()
+    except OSError:
+        return "?"
+
+
+def broadcast(connections: Iterable[Connection], message: Message) -> int:
+    """Send ``message`` to every open connection; return how many it reached.
+
+    Connections that are closed or fail are skipped. Each connection encodes
+    the message itself, so per-connection extension state is respected.
+    """
+    sent = 0
+    for connection in list(connections):
+        try:
+            connection.send(message)
+            sent += 1
+        except ConnectionClosed:
+            pass
+    return sent
+
+
+def serve(
+    handler: Handler,
+    host: str | None = "127.0.0.1",
+    port: int = 8765,
+    *,
+    sock: socket.socket | None = None,
+    subprotocols: Sequence[str] | None = None,
+    select_subprotocol: Callable[[list[str]], str | None] | None = None,
+    origins: Sequence[str | None] | None = None,
+    process_request: ProcessRequest | None = None,
+    max_size: int | None = 2**20,
+    max_queue: int | None = 16,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    open_timeout: float = 10.0,
+    close_timeout: float | None = 10.0,
+    ssl: ssl_module.SSLContext | None = None,
+    logger: logging.Logger | None = None,
+    backlog: int = 1024,
+) -> Server:
+    """Listen on ``host``:``port`` and run ``handler(connection)`` for every WebSocket client.
+
+    Defaults, close to the ``websockets`` package's: ``max_size`` 1 MiB per
+    message; ``max_queue`` 16 received messages waiting for the handler (then
+    reading stops: TCP back-pressure); keepalive ping every 20 s with 20 s to
+    answer (else close 1011); 10 s to finish the opening handshake (slowloris
+    defence) and 10 s for the closing handshake. ``origins`` lists allowed
+    ``Origin`` values (None allows a missing header); others get 403.
+    ``process_request(connection, request)`` may return a
+    :class:`~rawws.http11.Response` to answer plain HTTP instead of upgrading.
+    Pass ``port=0`` for a free port (see :attr:`Server.port`).
+    """
+    if sock is None:
+        sock = socket.create_server((host or "", port), backlog=backlog, reuse_port=False, dualstack_ipv6=False)
+    options = {
+        "subprotocols": list(subprotocols or ()),
+        "select_subprotocol": select_subprotocol,
+        "origins": list(origins) if origins is not None else None,
+        "process_request": process_request,
+        "max_size": max_size,
+        "max_queue": max_queue,
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "open_timeout": open_timeout,
+        "close_timeout": close_timeout,
+        "ssl": ssl,
+        "logger": logger or logging.getLogger("rawws.server"),
+    }
+    return Server(handler, sock, options)

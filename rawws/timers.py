@@ -1,0 +1,81 @@
+"""One shared timer thread for every connection's deadlines.
+
+Keepalive pings, ping timeouts, close timeouts and open timeouts are all
+"call this later, unless cancelled". A thread per timer would cost a thread
+per connection; instead one daemon thread sleeps on a heap of deadlines.
+Callbacks run on that thread, so they must be quick and must never block
+(rawws's own only queue bytes and shut sockets down).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["Timer", "call_later"]
+
+logger = logging.getLogger("rawws.timers")
+
+
+class Timer:
+    """A scheduled call; :meth:`cancel` stops it if it has not run yet."""
+
+    __slots__ = ("deadline", "callback", "cancelled")
+
+    def __init__(self, deadline: float, callback: Callable[[], object]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Scheduler:
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._counter = itertools.count()
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
+        timer = Timer(time.monotonic() + delay, callback)
+        with self._cond:
+            heapq.heappush(self._heap, (timer.deadline, next(self._counter), timer))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="rawws-timers", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is timer:
+                self._cond.notify()
+        return timer
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    delay = self._heap[0][0] - time.monotonic()
+                    if delay <= 0:
+                        timer = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(delay)
+            try:
+                timer.callback()
+            except Exception:
+                logger.exception("timer callback %r failed", timer.callback)
+
+
+_scheduler = _Scheduler()
+
+
+def call_later(delay: float, callback: Callable[[], object]) -> Timer:
+    """Run ``callback`` on the shared timer thread after ``delay`` seconds."""
+    return _scheduler.call_later(delay, callback)
