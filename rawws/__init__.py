@@ -5,8 +5,13 @@ Layers, each using only the ones below it:
 1. :mod:`rawws.frames`, :mod:`rawws.http11`, :mod:`rawws.handshake` — pure
    functions and incremental parsers over bytes.
 2. :mod:`rawws.protocol` — the sans-I/O connection state machine.
+3. :mod:`rawws.connection`, :mod:`rawws.server`, :mod:`rawws.client` — the
+   threaded layer: sockets, locks, timers, TLS.
 """
 
+from .client import ClientConnection, connect
+from .connection import Connection, PongWaiter
+from .eventclient import EventClient
 from .exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -21,10 +26,21 @@ from .exceptions import (
 )
 from .frames import CloseCode, Frame, Opcode
 from .protocol import CLIENT, SERVER, Protocol, Role, State
+from .server import PendingConnection, Server, ServerConnection, broadcast, serve
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "serve",
+    "connect",
+    "broadcast",
+    "Connection",
+    "ServerConnection",
+    "ClientConnection",
+    "PendingConnection",
+    "PongWaiter",
+    "Server",
+    "EventClient",
     "CLIENT",
     "SERVER",
     "CloseCode",

@@ -121,6 +121,7 @@ class Connection:
         close_timeout: float | None = 10.0,
         logger: logging.Logger | None = None,
         leftover: bytes = b"",
+        remote_address: Any = None,
     ) -> None:
         self.socket = sock
         self.protocol = protocol
@@ -133,7 +134,7 @@ class Connection:
         self.close_timeout = close_timeout
         self.logger = logger or logging.getLogger("rawws")
         self.local_address: Any = sock.getsockname()
-        self.remote_address: Any = sock.getpeername()
+        self.remote_address: Any = remote_address if remote_address is not None else _peername(sock)
         self._fd = sock.fileno()
         self._tls = isinstance(sock, ssl.SSLSocket)
         protocol.fragment_events = True
@@ -790,6 +791,13 @@ class Connection:
             preview,
             "…" if len(payload) > 24 else "",
         )
+
+
+def _peername(sock: socket.socket) -> Any:
+    try:
+        return sock.getpeername()
+    except OSError:  # already reset by the peer
+        return None
 
 
 _OPCODE_NAMES = {0: "CONT", 1: "TEXT", 2: "BINARY", 8: "CLOSE", 9: "PING", 10: "PONG"}

@@ -43,8 +43,8 @@ class PendingConnection:
     ``process_request`` (to refuse, authenticate, redirect or serve a page).
     """
 
-    def __init__(self, sock: socket.socket, server: Server) -> None:
-        self.remote_address: Any = sock.getpeername()
+    def __init__(self, sock: socket.socket, remote_address: Any, server: Server) -> None:
+        self.remote_address: Any = remote_address
         self.local_address: Any = sock.getsockname()
         self.secure = isinstance(sock, ssl_module.SSLSocket)
         self.server = server
@@ -131,19 +131,19 @@ class Server:
                             self.logger.warning("accept failed: %s", exc)  # e.g. EMFILE: out of descriptors
                             time.sleep(0.05)
                             break
-                        self._spawn(client)
+                        self._spawn(client, address)
         finally:
             selector.close()
             self._stopped.set()
 
-    def _spawn(self, client: socket.socket) -> None:
-        thread = start_thread(self._run_connection, client, name="rawws-conn")
+    def _spawn(self, client: socket.socket, address: Any) -> None:
+        thread = start_thread(self._run_connection, client, address, name="rawws-conn")
         with self._lock:
             self._threads.add(thread)
 
-    def _run_connection(self, client: socket.socket) -> None:
+    def _run_connection(self, client: socket.socket, address: Any) -> None:
         try:
-            connection = self._handshake(client)
+            connection = self._handshake(client, address)
             if connection is None:
                 return
             self._run_handler(connection)
@@ -151,7 +151,7 @@ class Server:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _handshake(self, client: socket.socket) -> ServerConnection | None:
+    def _handshake(self, client: socket.socket, address: Any) -> ServerConnection | None:
         options = self.options
         deadline = time.monotonic() + options["open_timeout"]
         sock = client
@@ -173,7 +173,7 @@ class Server:
                     return None
                 request = parser.feed(data)
             assert isinstance(request, Request)
-            pending = PendingConnection(sock, self)
+            pending = PendingConnection(sock, address, self)
             if options["process_request"] is not None:
                 answer = options["process_request"](pending, request)
                 if answer is not None:
@@ -189,11 +189,11 @@ class Server:
             )
             sock.sendall(response.serialize())
         except InvalidHandshake as exc:
-            self.logger.info("refused handshake from %s: %s %s", _peer(client), exc.status, exc)
+            self.logger.info("refused handshake from %s: %s %s", address, exc.status, exc)
             self._send_and_close(sock, reject(exc.status or 400, str(exc), exc.headers))
             return None
         except (OSError, TimeoutError) as exc:
-            self.logger.debug("handshake with %s failed: %s", _peer(client), exc)
+            self.logger.debug("handshake with %s failed: %s", address, exc)
             sock.close()
             return None
         except Exception:
@@ -213,6 +213,7 @@ class Server:
             close_timeout=options["close_timeout"],
             logger=self.logger,
             leftover=parser.remainder,
+            remote_address=address,
         )
         connection.server = self
         return connection
@@ -307,13 +308,6 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         if not self._closing.is_set():
             self.shutdown()
-
-
-def _peer(sock: socket.socket) -> Any:
-    try:
-        return sock.getpeername()
-    except OSError:
-        return "?"
 
 
 def broadcast(connections: Iterable[Connection], message: Message) -> int:

@@ -1,0 +1,152 @@
+"""Command line: ``python -m rawws serve --echo`` and ``python -m rawws connect URL``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import ssl
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .client import connect
+from .exceptions import ConnectionClosed, RawwsError
+from .server import serve
+
+__all__ = ["main"]
+
+
+def _echo(ws: Any) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def _size(text: str) -> int | None:
+    """Parse a size like 1048576, 16MiB, 64KiB or "none"."""
+    value = text.strip().lower()
+    if value in ("none", "0", "unlimited"):
+        return None
+    for suffix, factor in (("kib", 1024), ("mib", 1024**2), ("gib", 1024**3), ("k", 1024), ("m", 1024**2)):
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    return int(value)
+
+
+def _setup_logging(level: str, trace: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if trace else getattr(logging, level.upper()),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _server_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "max_size": args.max_size,
+        "max_queue": args.max_queue,
+        "origins": args.origin or None,
+        "subprotocols": args.subprotocol or None,
+        "ping_interval": args.ping_interval or None,
+    }
+    if args.certfile:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.certfile, args.keyfile)
+        options["ssl"] = context
+    return options
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level, args.trace)
+    if not args.echo:
+        print("choose what to serve: --echo", file=sys.stderr)
+        return 2
+    server = serve(_echo, args.host, args.port, **_server_options(args))
+    scheme = "wss" if args.certfile else "ws"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"rawws echo server on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
+    with server:
+        server.serve_forever()
+    return 0
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level, args.trace)
+    options: dict[str, Any] = {"subprotocols": args.subprotocol or None, "origin": args.origin}
+    if args.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        options["ssl"] = context
+    try:
+        ws = connect(args.url, **options)
+    except (OSError, RawwsError) as exc:
+        print(f"could not connect: {exc}", file=sys.stderr)
+        return 1
+    print(f"connected to {args.url}" + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""), flush=True)
+
+    def printer() -> None:
+        try:
+            for message in ws:
+                print(f"< {message!r}" if isinstance(message, bytes) else f"< {message}", flush=True)
+        except ConnectionClosed:
+            pass
+        print(f"connection closed: {ws.close_code} {ws.close_reason or ''}".rstrip(), flush=True)
+
+    reader = threading.Thread(target=printer, daemon=True)
+    reader.start()
+    try:
+        for line in sys.stdin:
+            try:
+                ws.send(line.rstrip("\n"))
+            except ConnectionClosed:
+                break
+    except KeyboardInterrupt:
+        pass
+    ws.close()
+    reader.join(5)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rawws", description="rawws: WebSocket in pure Python")
+    sub = parser.add_subparsers(dest="command")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default="warning", help="debug, info, warning (default) or error")
+    common.add_argument("--trace", action="store_true", help="log every frame in and out")
+
+    s = sub.add_parser("serve", parents=[common], help="run a server")
+    s.add_argument("--echo", action="store_true", help="echo every message back with the same type")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--max-size", type=_size, default=2**20, help="largest message (e.g. 64MiB, none); default 1MiB")
+    s.add_argument("--max-queue", type=int, default=16)
+    s.add_argument("--origin", action="append", help="allowed Origin (repeatable); others get 403")
+    s.add_argument("--subprotocol", action="append", help="supported subprotocol (repeatable)")
+    s.add_argument("--ping-interval", type=float, default=20.0, help="keepalive seconds; 0 disables")
+    s.add_argument("--certfile", help="TLS certificate (PEM) for wss://")
+    s.add_argument("--keyfile", help="TLS private key (PEM)")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("connect", parents=[common], help="interactive client: stdin lines out, messages printed")
+    c.add_argument("url")
+    c.add_argument("--subprotocol", action="append")
+    c.add_argument("--origin")
+    c.add_argument("--insecure", action="store_true", help="wss:// without certificate checks (testing only)")
+    c.set_defaults(func=cmd_connect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""A browser-style event client that reconnects: ``on_open``, ``on_message``, ``on_close``, ``on_error``.
+
+Modelled on the browser's ``WebSocket`` object plus the reconnect-with-backoff
+that every real application adds to it. It runs its connection loop in a
+background thread. After an unexpected close (anything but :meth:`close`),
+it waits ``initial_delay`` seconds and reconnects, doubling the delay after
+each failed attempt up to ``max_delay``, with ``jitter`` (a fraction of the
+delay, drawn at random) so that many clients do not reconnect in lockstep.
+A successful connection resets the delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .client import ClientConnection, connect
+from .connection import Message
+from .exceptions import ConnectionClosed, InvalidState, RawwsError
+
+__all__ = ["EventClient"]
+
+logger = logging.getLogger("rawws.client")
+
+CONNECTING, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
+
+
+class EventClient:
+    """Connect to ``uri`` and keep connected; deliver events to callbacks on the client's thread.
+
+    Callbacks: ``on_open(client)``, ``on_message(client, message)``,
+    ``on_close(client, code, reason)``, ``on_error(client, exception)``.
+    Extra keyword arguments go to :func:`rawws.connect`.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        on_open: Callable[[EventClient], Any] | None = None,
+        on_message: Callable[[EventClient, Message], Any] | None = None,
+        on_close: Callable[[EventClient, int, str], Any] | None = None,
+        on_error: Callable[[EventClient, BaseException], Any] | None = None,
+        reconnect: bool = True,
+        initial_delay: float = 1.0,
+        factor: float = 2.0,
+        max_delay: float = 30.0,
+        jitter: float = 0.1,
+        max_attempts: int | None = None,
+        **connect_options: Any,
+    ) -> None:
+        if initial_delay < 0 or factor < 1 or max_delay < initial_delay or not 0 <= jitter <= 1:
+            raise ValueError("need 0 <= initial_delay <= max_delay, factor >= 1 and 0 <= jitter <= 1")
+        self.uri = uri
+        self.on_open = on_open
+        self.on_message = on_message
+        self.on_close = on_close
+        self.on_error = on_error
+        self.reconnect = reconnect
+        self.initial_delay = initial_delay
+        self.factor = factor
+        self.max_delay = max_delay
+        self.jitter = jitter
+        self.max_attempts = max_attempts
+        self.connect_options = connect_options
+        self.connection: ClientConnection | None = None
+        self.ready_state = CLOSED
+        self.delays: list[float] = []
+        """Every reconnect delay waited so far, in order (useful to show or to test)."""
+        self._stop = threading.Event()
+        self._opened = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> EventClient:
+        """Start connecting in the background; return self."""
+        if self._thread is not None:
+            raise InvalidState("already started")
+        self.ready_state = CONNECTING
+        self._thread = threading.Thread(target=self._run, name="rawws-eventclient", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_open(self, timeout: float | None = None) -> bool:
+        """Block until a connection is open (True) or ``timeout`` passes (False)."""
+        return self._opened.wait(timeout)
+
+    def send(self, message: Message | Iterable[Message]) -> None:
+        """Send on the current connection; :class:`InvalidState` when not connected (like the browser)."""
+        connection = self.connection
+        if connection is None or self.ready_state != OPEN:
+            raise InvalidState("not connected")
+        connection.send(message)
+
+    def close(self, code: int = 1000, reason: str = "", timeout: float | None = 10.0) -> None:
+        """Close for good: no reconnection afterwards. Waits for the loop to end."""
+        self._stop.set()
+        connection = self.connection
+        if connection is not None:
+            self.ready_state = CLOSING
+            connection.close(code, reason)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self.ready_state = CLOSED
+
+    def __enter__(self) -> EventClient:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def next_delay(self, attempt: int) -> float:
+        """The wait before reconnect attempt ``attempt`` (0-based), jitter included."""
+        base = min(self.max_delay, self.initial_delay * self.factor**attempt)
+        return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            self.ready_state = CONNECTING
+            try:
+                connection = connect(self.uri, **self.connect_options)
+            except (OSError, RawwsError) as exc:
+                self._emit(self.on_error, exc)
+            else:
+                attempt = 0
+                self._session(connection)
+            if self._stop.is_set() or not self.reconnect:
+                break
+            if self.max_attempts is not None and attempt >= self.max_attempts:
+                logger.info("giving up on %s after %d attempts", self.uri, attempt)
+                break
+            delay = self.next_delay(attempt)
+            self.delays.append(delay)
+            logger.info("reconnecting to %s in %.1f s", self.uri, delay)
+            attempt += 1
+            self._stop.wait(delay)
+        self.ready_state = CLOSED
+
+    def _session(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.ready_state = OPEN
+        self._opened.set()
+        self._emit(self.on_open)
+        try:
+            while True:
+                message = connection.recv()
+                self._emit(self.on_message, message)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # a callback raised: report it, end this connection
+            self._emit(self.on_error, exc)
+            connection.close(1011, "client error")
+        finally:
+            self._opened.clear()
+            self.ready_state = CLOSED
+            code = connection.close_code if connection.close_code is not None else 1006
+            self._emit(self.on_close, code, connection.close_reason or "")
+
+    def _emit(self, callback: Callable[..., Any] | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(self, *args)
+        except Exception:
+            logger.exception("event callback %r failed", callback)

@@ -1,0 +1,363 @@
+"""The threaded Connection, serve() and connect() over real loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from rawws import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake, InvalidURI
+from rawws.client import connect
+from rawws.server import PendingConnection, Server
+from rawws.uri import parse_uri
+from tests.conftest import echo, wait_until
+from tests.hostile import HostilePeer
+
+StartServer = Callable[..., Server]
+
+
+def url(server: Server, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+def test_echo_text_binary_and_attributes(start_server: StartServer) -> None:
+    server = start_server(echo)
+    with connect(url(server, "/chat?room=1")) as ws:
+        ws.send("Hello, server!")
+        assert ws.recv(timeout=5) == "Hello, server!"
+        ws.send(b"\x00\xff")
+        assert ws.recv(timeout=5) == b"\x00\xff"
+        assert ws.request.path == "/chat?room=1"
+        assert ws.response.status == 101
+        assert ws.remote_address[1] == server.port
+        assert ws.local_address[0] == "127.0.0.1"
+        assert ws.close_code is None
+    assert ws.close_code == 1000
+
+
+def test_iteration_ends_on_normal_close(start_server: StartServer) -> None:
+    def handler(ws: Any) -> None:
+        for i in range(3):
+            ws.send(str(i))
+        ws.close(1000, "done")
+
+    server = start_server(handler)
+    with connect(url(server)) as ws:
+        assert list(ws) == ["0", "1", "2"]
+        assert (ws.close_code, ws.close_reason) == (1000, "done")
+
+
+def test_close_codes_and_reasons_reach_the_other_side(start_server: StartServer) -> None:
+    seen: list[tuple[int | None, str | None]] = []
+
+    def handler(ws: Any) -> None:
+        try:
+            ws.recv()
+        except ConnectionClosedError as exc:
+            seen.append((exc.code, exc.reason))
+
+    server = start_server(handler)
+    ws = connect(url(server))
+    ws.close(4000, "custom reason")
+    assert wait_until(lambda: bool(seen))
+    assert seen == [(4000, "custom reason")]
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.send("after close")
+    assert info.value.closed_by == "local"
+
+
+def test_fragmented_send_and_streaming_receive(start_server: StartServer) -> None:
+    def handler(ws: Any) -> None:
+        pieces = list(ws.recv_streaming())
+        ws.send(repr(pieces))
+        ws.send(iter([b"ab", b"cd"]))
+
+    server = start_server(handler)
+    with connect(url(server)) as ws:
+        ws.send(["Hel", "lo"])
+        assert ws.recv(timeout=5) == "['Hel', 'lo']"
+        assert ws.recv(timeout=5) == b"abcd"
+
+
+def test_large_messages(start_server: StartServer) -> None:
+    server = start_server(echo, max_size=32 * 2**20)
+    payload = bytes(range(256)) * (4 * 2**20 // 256)
+    with connect(url(server), max_size=32 * 2**20) as ws:
+        ws.send(payload)
+        assert ws.recv(timeout=20) == payload
+
+
+def test_too_big_message_closes_with_1009(start_server: StartServer) -> None:
+    server = start_server(echo, max_size=1000)
+    with connect(url(server)) as ws:
+        ws.send(bytes(1001))
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=5)
+        assert info.value.code == 1009
+
+
+def test_recv_timeout_leaves_the_connection_usable(start_server: StartServer) -> None:
+    server = start_server(echo)
+    with connect(url(server)) as ws:
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.1)
+        ws.send("still fine")
+        assert ws.recv(timeout=5) == "still fine"
+
+
+def test_ping_returns_a_waiter_with_latency(start_server: StartServer) -> None:
+    server = start_server(echo)
+    with connect(url(server)) as ws:
+        waiter = ws.ping(b"probe")
+        assert waiter.wait(5)
+        assert waiter.latency is not None and 0 <= waiter.latency < 5
+
+
+def test_pings_answered_while_the_handler_is_busy(start_server: StartServer) -> None:
+    release = threading.Event()
+
+    def handler(ws: Any) -> None:
+        release.wait(10)  # busy: not calling recv
+        echo(ws)
+
+    server = start_server(handler)
+    with connect(url(server)) as ws:
+        ws.send("queued while busy")
+        assert ws.ping().wait(5)  # the reactor answered for the busy handler
+        release.set()
+        assert ws.recv(timeout=5) == "queued while busy"
+
+
+def test_max_queue_stops_reading(start_server: StartServer) -> None:
+    release = threading.Event()
+    received: list[Any] = []
+
+    def handler(ws: Any) -> None:
+        release.wait(10)
+        for message in ws:
+            received.append(message)
+
+    server = start_server(handler, max_queue=4, max_size=2**20)
+    with connect(url(server)) as ws:
+        sender_done = threading.Event()
+        chunk = bytes(256 * 1024)
+
+        def flood() -> None:
+            try:
+                for _ in range(64):  # 16 MiB: far more than socket buffers hold
+                    ws.send(chunk)
+            finally:
+                sender_done.set()
+
+        threading.Thread(target=flood, daemon=True).start()
+        # The server stops reading after 4 queued messages, so the sender must block.
+        assert not sender_done.wait(1.5)
+        release.set()
+        assert sender_done.wait(20)
+        assert wait_until(lambda: len(received) == 64, 20)
+
+
+def test_subprotocol_negotiation(start_server: StartServer) -> None:
+    server = start_server(lambda ws: ws.send(ws.subprotocol or "none"), subprotocols=["v2", "v1"])
+    with connect(url(server), subprotocols=["v1", "v2"]) as ws:
+        assert ws.subprotocol == "v1"  # the client's preference
+        assert ws.recv(timeout=5) == "v1"
+    with connect(url(server), subprotocols=["v9"]) as ws:
+        assert ws.subprotocol is None
+
+
+def test_process_request_answers_plain_http(start_server: StartServer) -> None:
+    def process_request(connection: PendingConnection, request: Any) -> Any:
+        if request.path == "/health":
+            return connection.respond(200, "ok\n")
+        if request.headers.get("Authorization") != "Bearer s3cret":
+            return connection.respond(401, "token required\n")
+        return None
+
+    server = start_server(echo, process_request=process_request)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"\r\n\r\nok\n")
+    with pytest.raises(InvalidHandshake) as info:
+        connect(url(server))
+    assert info.value.status == 401 and info.value.body == b"token required\n"
+    with connect(url(server), additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+        ws.send("in")
+        assert ws.recv(timeout=5) == "in"
+
+
+def test_origin_allowed(start_server: StartServer) -> None:
+    server = start_server(echo, origins=["https://app.example"])
+    with connect(url(server), origin="https://app.example") as ws:
+        ws.send("ok")
+        assert ws.recv(timeout=5) == "ok"
+    with pytest.raises(InvalidHandshake) as info:
+        connect(url(server), origin="https://evil.example")
+    assert info.value.status == 403
+
+
+def test_raising_handler_gets_1011_and_server_keeps_serving(start_server: StartServer) -> None:
+    def handler(ws: Any) -> None:
+        if ws.request.path == "/boom":
+            raise RuntimeError("boom")
+        echo(ws)
+
+    server = start_server(handler)
+    with connect(url(server, "/boom")) as ws:
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=5)
+        assert info.value.code == 1011
+    with connect(url(server)) as ws:
+        ws.send("alive")
+        assert ws.recv(timeout=5) == "alive"
+
+
+def test_shutdown_sends_1001_to_everyone(start_server: StartServer) -> None:
+    server = start_server(echo)
+    clients = [connect(url(server)) for _ in range(20)]
+    assert wait_until(lambda: len(server.connections) == 20)
+    server.shutdown(timeout=10)
+    for ws in clients:
+        with pytest.raises(ConnectionClosedOK) as info:
+            ws.recv(timeout=5)
+        assert info.value.code == 1001
+    with pytest.raises(OSError):
+        connect(url(server), open_timeout=2)
+
+
+def test_keepalive_closes_a_silent_peer(start_server: StartServer) -> None:
+    closed: list[float] = []
+
+    def handler(ws: Any) -> None:
+        start = time.monotonic()
+        try:
+            ws.recv()
+        except ConnectionClosedError as exc:
+            assert exc.sent_code == 1011
+            closed.append(time.monotonic() - start)
+
+    server = start_server(handler, ping_interval=0.3, ping_timeout=0.3)
+    with HostilePeer(server.port) as peer:
+        peer.handshake()  # ... and never answers the pings
+        assert wait_until(lambda: bool(closed), 5)
+    assert closed[0] < 0.3 + 0.3 + 0.5
+
+
+def test_keepalive_keeps_a_live_peer(start_server: StartServer) -> None:
+    server = start_server(echo, ping_interval=0.1, ping_timeout=0.2)
+    with connect(url(server), ping_interval=None) as ws:
+        time.sleep(0.8)  # several ping rounds, answered by the client's reader
+        ws.send("still open")
+        assert ws.recv(timeout=5) == "still open"
+
+
+def test_thread_count_returns_to_baseline(start_server: StartServer) -> None:
+    server = start_server(echo)
+    with connect(url(server)) as ws:  # starts the shared reactor and timer threads
+        ws.send("warm")
+        ws.recv(timeout=5)
+    assert wait_until(lambda: len(server.connections) == 0)
+    baseline = threading.active_count()
+    clients = [connect(url(server)) for _ in range(30)]
+    assert threading.active_count() >= baseline + 30  # one thread per server connection
+    for ws in clients:
+        ws.close()
+    assert wait_until(lambda: threading.active_count() <= baseline, 10)
+
+
+def test_hundred_clients_at_once(start_server: StartServer) -> None:
+    server = start_server(echo)
+    errors: list[BaseException] = []
+
+    def client(i: int) -> None:
+        try:
+            with connect(url(server)) as ws:
+                for j in range(10):
+                    ws.send(f"{i}:{j}")
+                    assert ws.recv(timeout=10) == f"{i}:{j}"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+
+
+def test_ten_threads_sending_on_one_connection(start_server: StartServer) -> None:
+    server = start_server(echo, max_queue=None)
+    per_thread = 200
+    with connect(url(server), max_queue=None) as ws:
+
+        def sender(t: int) -> None:
+            for i in range(per_thread):
+                ws.send(f"{t}-{i}-" + "x" * (i % 50) * 100)
+
+        threads = [threading.Thread(target=sender, args=(t,)) for t in range(10)]
+        for t in threads:
+            t.start()
+        received = [ws.recv(timeout=10) for _ in range(10 * per_thread)]
+        for t in threads:
+            t.join()
+    by_thread: dict[str, list[int]] = {}
+    for message in received:
+        assert isinstance(message, str)
+        t, i, padding = message.split("-")
+        assert padding == "x" * (int(i) % 50) * 100  # intact: frames never interleaved
+        by_thread.setdefault(t, []).append(int(i))
+    assert all(sequence == list(range(per_thread)) for sequence in by_thread.values())
+
+
+def test_ipv6_literal(start_server: StartServer) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    from rawws.server import serve
+
+    try:
+        server = serve(echo, "::1", 0).start()
+    except OSError:
+        pytest.skip("::1 is not configured")
+    try:
+        with connect(f"ws://[::1]:{server.port}/v6?x=1") as ws:
+            ws.send("six")
+            assert ws.recv(timeout=5) == "six"
+            assert ws.request.headers["Host"] == f"[::1]:{server.port}"
+    finally:
+        server.shutdown(5)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["http://example.com", "ws://", "ws://host:99999", "ws://host/#frag", "wss://[::1", "example.com", "ws://u:p@h"],
+)
+def test_invalid_uris(bad: str) -> None:
+    with pytest.raises(InvalidURI):
+        connect(bad)
+
+
+def test_uri_parsing() -> None:
+    parsed = parse_uri("wss://example.com/a/b?c=d")
+    assert (parsed.secure, parsed.host, parsed.port, parsed.resource_name) == (True, "example.com", 443, "/a/b?c=d")
+    assert parse_uri("ws://[::1]:8080").host_header == "[::1]:8080"
+    assert parse_uri("ws://h").host_header == "h"
+
+
+def test_connect_refused_and_open_timeout() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        connect(f"ws://127.0.0.1:{port}", open_timeout=0.5)  # accepted by the kernel, never answered
+    assert time.monotonic() - start < 3
+    listener.close()
+    with pytest.raises(ConnectionRefusedError):
+        connect(f"ws://127.0.0.1:{port}", open_timeout=2)

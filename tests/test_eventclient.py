@@ -1,0 +1,107 @@
+"""The reconnecting, browser-style event client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from rawws import EventClient, InvalidState
+from rawws.server import Server, serve
+from tests.conftest import echo, wait_until
+
+StartServer = Callable[..., Server]
+
+
+def test_events_and_send(start_server: StartServer) -> None:
+    server = start_server(echo)
+    log: list[Any] = []
+    client = EventClient(
+        f"ws://127.0.0.1:{server.port}/",
+        on_open=lambda c: log.append("open"),
+        on_message=lambda c, m: log.append(("message", m)),
+        on_close=lambda c, code, reason: log.append(("close", code)),
+    )
+    with pytest.raises(InvalidState):
+        client.send("too early")
+    with client:
+        assert client.wait_open(5)
+        client.send("hi")
+        assert wait_until(lambda: ("message", "hi") in log)
+    assert log == ["open", ("message", "hi"), ("close", 1000)]
+    assert client.delays == []  # a close we asked for is never followed by a reconnect
+
+
+def test_reconnects_after_an_unexpected_close(start_server: StartServer) -> None:
+    connections = []
+
+    def handler(ws: Any) -> None:
+        connections.append(ws)
+        if len(connections) <= 2:
+            ws.close(1011, "server hiccup")
+        else:
+            echo(ws)
+
+    server = start_server(handler)
+    opened = threading.Semaphore(0)
+    closes: list[int] = []
+    client = EventClient(
+        f"ws://127.0.0.1:{server.port}/",
+        on_open=lambda c: opened.release(),
+        on_close=lambda c, code, reason: closes.append(code),
+        initial_delay=0.05,
+        jitter=0.0,
+    )
+    with client:
+        for _ in range(3):
+            assert opened.acquire(timeout=5)
+        assert closes[:2] == [1011, 1011]
+        # Each successful connection resets the backoff.
+        assert client.delays == [0.05, 0.05]
+        assert wait_until(lambda: client.ready_state == 1)
+        client.send("back")
+
+
+def test_exponential_backoff_while_the_server_is_down() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens here now
+    errors: list[BaseException] = []
+    opened = threading.Event()
+    client = EventClient(
+        f"ws://127.0.0.1:{port}/",
+        on_error=lambda c, e: errors.append(e),
+        on_open=lambda c: opened.set(),
+        initial_delay=0.05,
+        factor=2.0,
+        max_delay=0.2,
+        jitter=0.0,
+    )
+    client.start()
+    assert wait_until(lambda: len(client.delays) >= 4, 5)
+    assert client.delays[:4] == [0.05, 0.1, 0.2, 0.2]  # doubling, capped
+    assert all(isinstance(e, ConnectionRefusedError) for e in errors)
+    server = serve(echo, "127.0.0.1", port).start()  # the server comes back on the same port
+    try:
+        assert opened.wait(5)
+        client.send("reconnected")
+    finally:
+        client.close()
+        server.shutdown(5)
+
+
+def test_jitter_stays_within_bounds() -> None:
+    client = EventClient("ws://127.0.0.1:1/", initial_delay=1.0, factor=2.0, max_delay=30.0, jitter=0.2)
+    for attempt in range(10):
+        base = min(30.0, 2.0**attempt)
+        for _ in range(20):
+            assert base * 0.8 <= client.next_delay(attempt) <= base * 1.2
+
+
+def test_bad_backoff_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        EventClient("ws://h/", factor=0.5)
