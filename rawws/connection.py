@@ -136,6 +136,7 @@ class Connection:
         self.local_address: Any = sock.getsockname()
         self.remote_address: Any = remote_address if remote_address is not None else _peername(sock)
         self._fd = sock.fileno()
+        self._reactor = get_reactor()
         self._tls = isinstance(sock, ssl.SSLSocket)
         protocol.fragment_events = True
         protocol.defer_failure = True
@@ -143,7 +144,9 @@ class Connection:
             protocol.trace = self._trace
 
         # Receiving.
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # guards the queue and the read-side flags below
+        self._cond: threading.Condition | None = None  # made on first wait: most connections never need one
+        self._waiters = 0  # threads in _cond.wait(): notify only when someone listens
         self._queue: deque[Message | Fragment | _Failed] = deque()
         self._partial: list[Any] = []  # fragments of a message recv() has begun to return
         self._recv_mutex = threading.Lock()
@@ -158,7 +161,7 @@ class Connection:
 
         # Sending.
         self._proto_lock = threading.Lock()
-        self._send_mutex = threading.Lock()  # one message at a time, fragments together
+        self._send_mutex = threading.Lock()  # held for a whole fragmented message
         self._write_lock = threading.Lock()
         self._unsent: list[Data] = []
         self._write_poller: Any = None
@@ -170,12 +173,11 @@ class Connection:
         self._keepalive_timer: Timer | None = None
         self._pings: dict[bytes, PongWaiter] = {}
         self._keepalive_waiter: PongWaiter | None = None
-        self.closed = threading.Event()
 
         sock.setblocking(False)
         if leftover:
             self._process(leftover)
-        with self._cond:
+        with self._lock:
             self._rearm_locked()
         if ping_interval is not None:
             self._keepalive_timer = call_later(ping_interval, self._keepalive)
@@ -206,8 +208,20 @@ class Connection:
         (the connection stays usable), and :class:`ConnectionClosed` once the
         connection is closed and every message received before has been returned.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._recv_mutex:
+            if not self._partial:
+                # Fast path: a whole message is waiting.
+                try:
+                    item = self._queue.popleft()
+                except IndexError:
+                    pass
+                else:
+                    if type(item) is bytes or type(item) is str:
+                        if self._paused:
+                            self._resume_reading()
+                        return item
+                    self._queue.appendleft(item)
+            deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 item = self._next_item(deadline)
                 if isinstance(item, Fragment):
@@ -255,10 +269,8 @@ class Connection:
         messages never interleave. Returns once the bytes are written, or
         raises :class:`ConnectionClosed`.
         """
-        if isinstance(message, str):
-            self._send_frames(self.protocol.send_text, message)
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            self._send_frames(self.protocol.send_binary, message)
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            self._send_message(message)
         elif isinstance(message, Iterable):
             self._send_fragments(message)
         else:
@@ -273,6 +285,8 @@ class Connection:
         with self._send_mutex:
             with self._proto_lock:
                 self._check_sendable()
+                if self.protocol._out_opcode is not None:
+                    raise InvalidState("a fragmented message is being sent")
                 self.protocol._out.append(data)
             self._flush(blocking=True)
             self._raise_if_write_failed()
@@ -313,22 +327,41 @@ class Connection:
         Idempotent; safe from any thread. Messages that arrived before the
         close stay available to :meth:`recv`.
         """
-        with self._proto_lock:
-            if self.protocol.state is State.OPEN and not self._terminated:
-                self.protocol.send_close(code, reason)
-                if self._closed_by is None:
-                    self._closed_by = "local"
-                started = True
-            else:
-                started = False
-        if started:
-            self._start_close_timer()
-            self._flush(blocking=True)
+        self.start_closing(code, reason, wait_for_write=True)
         deadline = None if self.close_timeout is None else time.monotonic() + self.close_timeout
         self._wait_for(lambda: self._terminated, deadline)
         if not self._terminated:
             self._abort()
             self._wait_for(lambda: self._terminated, time.monotonic() + 1.0)
+
+    def start_closing(
+        self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "", wait_for_write: bool = False
+    ) -> None:
+        """Send the close frame and return without waiting for the peer's answer.
+
+        The closing handshake then completes in the background (the reader sees
+        the peer's close frame), bounded by ``close_timeout``.
+        """
+        with self._proto_lock:
+            if self.protocol.state is not State.OPEN or self._terminated:
+                return
+            self.protocol.send_close(code, reason)
+            if self._closed_by is None:
+                self._closed_by = "local"
+        self._start_close_timer()
+        self._flush(blocking=wait_for_write)
+        with self._lock:
+            self._rearm_locked()  # a paused reader must resume to see the answer
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the TCP connection is closed (True) or ``timeout`` passes (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._wait_for(lambda: self._terminated, deadline)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is completely closed (TCP included)."""
+        return self._terminated
 
     def __enter__(self) -> Connection:
         return self
@@ -341,14 +374,18 @@ class Connection:
 
     # --- receiving internals -------------------------------------------------------------
 
+    def _resume_reading(self) -> None:
+        with self._lock:
+            if self._paused and not self._reading and self._below_queue_limit():
+                self._rearm_locked()
+
     def _next_item(self, deadline: float | None) -> Message | Fragment:
         queue = self._queue
         while True:
-            with self._cond:
+            with self._lock:
                 if queue:
                     item = queue.popleft()
                     if self._paused and not self._reading and self._below_queue_limit():
-                        self._paused = False
                         self._rearm_locked()
                     if isinstance(item, _Failed):
                         failure: _Failed | None = item
@@ -370,7 +407,7 @@ class Connection:
     def _wait_for(self, predicate: Callable[[], bool], deadline: float | None) -> bool:
         """Wait until ``predicate()`` holds, reading the socket ourselves when nobody else is."""
         while True:
-            with self._cond:
+            with self._lock:
                 while True:
                     if predicate():
                         return True
@@ -380,17 +417,24 @@ class Connection:
                     if not self._reading and not self._eof:
                         self._reading = True
                         if self._armed:
-                            get_reactor().disarm(self._fd)
+                            self._reactor.disarm(self._fd)
                             self._armed = False
                         break
-                    self._cond.wait(remaining)
+                    if self._cond is None:
+                        self._cond = threading.Condition(self._lock)
+                    self._waiters += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._waiters -= 1
             try:
                 self._read_until(predicate, deadline)
             finally:
-                with self._cond:
+                with self._lock:
                     self._reading = False
                     self._rearm_locked()
-                    self._cond.notify_all()
+                    if self._waiters and self._cond is not None:
+                        self._cond.notify_all()
 
     def _read_until(self, predicate: Callable[[], bool], deadline: float | None) -> None:
         sock = self.socket
@@ -416,7 +460,7 @@ class Connection:
 
     def _on_readable(self) -> None:
         """Reactor callback: read what is there, without blocking."""
-        with self._cond:
+        with self._lock:
             self._armed = False
             if self._reading or self._eof:
                 return
@@ -437,13 +481,14 @@ class Connection:
                 if not (self._tls and self.socket.pending()):  # type: ignore[attr-defined]
                     break
         finally:
-            with self._cond:
+            with self._lock:
                 self._reading = False
                 self._rearm_locked()
-                self._cond.notify_all()
+                if self._waiters and self._cond is not None:
+                    self._cond.notify_all()
 
     def _rearm_locked(self) -> None:
-        """With ``_cond`` held and nobody reading: watch the socket in the reactor unless paused."""
+        """With ``_lock`` held and nobody reading: watch the socket in the reactor unless paused."""
         if self._reading or self._armed or self._eof:
             return
         if not self._below_queue_limit() and not self._closing():
@@ -451,7 +496,7 @@ class Connection:
             return
         self._paused = False
         self._armed = True
-        get_reactor().arm(self._fd, self._on_readable)
+        self._reactor.arm(self._fd, self._on_readable)
 
     def _closing(self) -> bool:
         return self._aborted or self.protocol.close_sent is not None or self.protocol.state is not State.OPEN
@@ -460,16 +505,8 @@ class Connection:
         """Feed received bytes to the protocol and act on the events (reading owner only)."""
         with self._proto_lock:
             events = self.protocol.receive_data(data)
-            if self.protocol._out:
-                pending_output = True
-            else:
-                pending_output = False
-        if len(events) == 1 and isinstance(events[0], (TextMessage, BinaryMessage)):
-            # The hot path: one whole message.
-            with self._cond:
-                self._queue.append(events[0].data)
-                self._cond.notify_all()
-        elif events:
+            pending_output = bool(self.protocol._out)
+        if events:
             self._handle_events(events)
         if pending_output:
             self._flush(blocking=False)
@@ -477,16 +514,16 @@ class Connection:
             self._shutdown_write()
 
     def _handle_events(self, events: list[Event]) -> None:
-        now = time.monotonic()
         fail_at_once: tuple[int, str] | None = None
-        with self._cond:
+        with self._lock:
             for event in events:
-                if isinstance(event, (TextMessage, BinaryMessage)):
-                    self._queue.append(event.data)
+                kind = type(event)
+                if kind is BinaryMessage or kind is TextMessage:
+                    self._queue.append(event.data)  # type: ignore[union-attr]
                 elif isinstance(event, Fragment):
                     self._queue.append(event)
                 elif isinstance(event, Pong):
-                    self._pong_received(event.data, now)
+                    self._pong_received(event.data, time.monotonic())
                 elif isinstance(event, CloseReceived):
                     if self._closed_by is None:
                         self._closed_by = "remote"
@@ -502,7 +539,8 @@ class Connection:
                     else:
                         fail_at_once = (error.close_code, str(error))
                 # Ping: the protocol has queued the pong already.
-            self._cond.notify_all()
+            if self._waiters and self._cond is not None:
+                self._cond.notify_all()
         if fail_at_once is not None:
             self._fail_now(*fail_at_once)
 
@@ -559,7 +597,7 @@ class Connection:
             self.socket.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        with self._cond:
+        with self._lock:
             self._rearm_locked()  # someone must read the EOF and finish up
 
     def _connection_lost(self, exc: BaseException | None) -> None:
@@ -568,12 +606,12 @@ class Connection:
             self.logger.debug("connection %s lost: %s", self.remote_address, exc)
         with self._proto_lock:
             self.protocol.receive_eof()
-        with self._cond:
+        with self._lock:
             self._eof = True
         for timer in (self._close_timer, self._keepalive_timer):
             if timer is not None:
                 timer.cancel()
-        get_reactor().forget(self._fd)
+        self._reactor.forget(self._fd)
         try:
             self.socket.shutdown(socket.SHUT_RDWR)  # wakes a writer waiting for buffer space
         except OSError:
@@ -583,13 +621,13 @@ class Connection:
                 self.socket.close()
             except OSError:
                 pass
-        with self._cond:
+        with self._lock:
             self._terminated = True
-            self._cond.notify_all()
+            if self._cond is not None:
+                self._cond.notify_all()
         for waiter in list(self._pings.values()):
             waiter._abandon()
         self._pings.clear()
-        self.closed.set()
 
     def _closed_exception(self) -> ConnectionClosed:
         received = self.protocol.close_received
@@ -613,13 +651,36 @@ class Connection:
         if self.protocol.state is not State.OPEN or self._write_error is not None:
             raise self._closed_exception()
 
-    def _send_frames(self, method: Callable[[Any], None], payload: Any) -> None:
-        with self._send_mutex:
-            with self._proto_lock:
-                self._check_sendable()
-                method(payload)
-            self._flush(blocking=True)
-            self._raise_if_write_failed()
+    def _send_message(self, message: Message | bytearray | memoryview) -> None:
+        """One unfragmented message: encode and write under the write lock, so bytes keep protocol order."""
+        protocol = self.protocol
+        while True:
+            with self._write_lock:
+                with self._proto_lock:
+                    if protocol.state is not State.OPEN or self._write_error is not None:
+                        raise self._closed_exception()
+                    if protocol._out_opcode is None:
+                        if type(message) is str:
+                            protocol.send_text(message)
+                        else:
+                            protocol.send_binary(message)  # type: ignore[arg-type]
+                        data = protocol.data_to_send()
+                        fragmenting = False
+                    else:
+                        fragmenting = True
+                if not fragmenting:
+                    if self._unsent:
+                        data = self._unsent + data
+                        self._unsent = []
+                    self._write_all(data)
+            if not fragmenting:
+                break
+            with self._send_mutex:  # another thread is sending a fragmented message: wait for its end
+                pass
+        if protocol._out:
+            self._flush(blocking=False)
+        if self._write_error is not None:
+            raise self._closed_exception() from self._write_error
 
     def _send_fragments(self, pieces: Iterable[Message]) -> None:
         with self._send_mutex:
@@ -745,7 +806,7 @@ class Connection:
             self.socket.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        with self._cond:
+        with self._lock:
             self._rearm_locked()
 
     # --- keepalive (our own timers) ---------------------------------------------------------------

@@ -261,7 +261,15 @@ class FrameParser:
                 if masked:
                     header_size += 4
                 # The header is known: check it before waiting for the payload.
-                self._check_header(first, masked, length)
+                # (One test for the usual case; _check_header names the broken rule.)
+                if (
+                    first & 0x70 & ~self.allowed_rsv
+                    or (first & 0x0F) not in _VALID_OPCODES
+                    or first & 0x08
+                    or bool(masked) is not self.mask_expected
+                    or (self.max_size is not None and self._message_size + length > self.max_size)
+                ):
+                    self._check_header(first, masked, length)
                 total = header_size + length
                 if end - pos < total:
                     break

@@ -172,6 +172,8 @@ class Protocol:
         for extension in self.extensions:
             rsv |= extension.rsv_bits
         self._mask = role is CLIENT
+        self._key_block = b""
+        self._key_position = 0
         self._parser = FrameParser(mask_expected=role is SERVER, max_size=max_size, allowed_rsv=rsv)
         self._out: list[Data] = []
         # Receiving side: the message being reassembled.
@@ -339,7 +341,8 @@ class Protocol:
             self._out_opcode = None
 
     def _send_data(self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool) -> None:
-        self._check_open()
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send: the connection is {self.state.name}")
         if self._out_opcode is not None:
             raise InvalidState("a fragmented message is being sent; finish it with send_continuation")
         if self.extensions:
@@ -397,15 +400,31 @@ class Protocol:
         if self.trace is not None:
             self.trace(">", opcode, fin, payload)
         first = (0x80 | opcode) if fin else opcode
+        length = len(payload)
         if self._mask:
-            key = os.urandom(4)
-            self._out.append(encode_header(first, len(payload), key) + apply_mask(payload, key))
-        elif len(payload) < 1024:
-            self._out.append(encode_header(first, len(payload)) + payload)
+            key = self._mask_key()
+            self._out.append(encode_header(first, length, key) + apply_mask(payload, key))
+        elif length < 126:
+            self._out.append(bytes((first, length)) + payload)
+        elif length < 1024:
+            self._out.append(encode_header(first, length) + payload)
         else:
             # Large payloads go out as a separate buffer: no copy (scatter-gather write).
             self._out.append(encode_header(first, len(payload)))
             self._out.append(payload)
+
+    def _mask_key(self) -> bytes:
+        """A fresh masking key (§5.3), cut from a block of ``os.urandom`` output.
+
+        One ``os.urandom`` call per 256 frames instead of one per frame; every
+        key is still unpredictable kernel CSPRNG output, used once.
+        """
+        position = self._key_position
+        if position >= len(self._key_block):
+            self._key_block = os.urandom(1024)
+            position = 0
+        self._key_position = position + 4
+        return self._key_block[position : position + 4]
 
     def _write_frame(self, frame: Frame) -> None:
         if self.trace is not None:
@@ -413,7 +432,7 @@ class Protocol:
         first = (0x80 if frame.fin else 0) | frame.rsv | frame.opcode
         payload = frame.payload
         if self._mask:
-            key = os.urandom(4)
+            key = self._mask_key()
             self._out.append(encode_header(first, len(payload), key) + apply_mask(payload, key))
         else:
             self._out.append(encode_header(first, len(payload)) + payload)

@@ -23,7 +23,7 @@ from .frames import CloseCode
 from .handshake import accept, check_request, parse_token_list, reject, select_subprotocol
 from .http11 import HeadParser, Request, Response
 from .protocol import SERVER, Protocol
-from .threads import start_thread
+from .threads import ThreadCounter, start_thread
 
 __all__ = ["serve", "Server", "ServerConnection", "PendingConnection", "broadcast"]
 
@@ -81,7 +81,8 @@ class Server:
         self.options = options
         self.logger: logging.Logger = options["logger"]
         self.connections: set[ServerConnection] = set()
-        self._threads: set[threading.Thread] = set()
+        self._running = ThreadCounter()  # connection threads (handshake and handler)
+        self._handler_threads: set[int] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._stopped = threading.Event()
@@ -137,19 +138,23 @@ class Server:
             self._stopped.set()
 
     def _spawn(self, client: socket.socket, address: Any) -> None:
-        thread = start_thread(self._run_connection, client, address, name="rawws-conn")
-        with self._lock:
-            self._threads.add(thread)
+        try:
+            start_thread(self._run_connection, client, address)
+        except RuntimeError as exc:  # "can't start new thread": out of memory or a thread limit
+            self.logger.error("cannot start a thread for %s: %s", address, exc)
+            client.close()
 
     def _run_connection(self, client: socket.socket, address: Any) -> None:
-        try:
-            connection = self._handshake(client, address)
-            if connection is None:
-                return
-            self._run_handler(connection)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
+        with self._running:
+            self._handler_threads.add(threading.get_ident())
+            try:
+                connection = self._handshake(client, address)
+                if connection is not None:
+                    self._run_handler(connection)
+            except BaseException:
+                self.logger.exception("connection thread for %s failed", address)
+            finally:
+                self._handler_threads.discard(threading.get_ident())
 
     def _handshake(self, client: socket.socket, address: Any) -> ServerConnection | None:
         options = self.options
@@ -291,14 +296,11 @@ class Server:
         self.socket.close()
         with self._lock:
             connections = list(self.connections)
-        closers = [start_thread(c.close, CloseCode.GOING_AWAY, "server shutting down") for c in connections]
-        for thread in closers:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for connection in connections:
+            connection.start_closing(CloseCode.GOING_AWAY, "server shutting down")
+        # Handlers end once their connection is closed. Called from a handler, wait for the others.
+        own = 1 if threading.get_ident() in self._handler_threads else 0
+        self._running.wait_idle(None if deadline is None else max(0.0, deadline - time.monotonic()), leave=own)
         self._wake_r.close()
         self._wake_w.close()
 

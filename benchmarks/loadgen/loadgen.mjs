@@ -1,0 +1,280 @@
+// Benchmark-only load generator for rawws (Node.js + the `ws` package).
+// Usage: node loadgen.mjs SCENARIO '{"json": "arguments"}'
+// Prints one JSON line with the results on stdout. Every echo is checked byte
+// for byte; any mismatch or loss is reported in "errors" and the run must not count.
+import WebSocket from 'ws';
+import net from 'node:net';
+import crypto from 'node:crypto';
+
+const [, , scenario, rawArgs] = process.argv;
+const args = JSON.parse(rawArgs || '{}');
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+const sleep = (s) => new Promise((r) => setTimeout(r, s * 1000));
+
+function wsOptions() {
+  return { perMessageDeflate: !!args.deflate, maxPayload: 64 * 1024 * 1024 };
+}
+
+// One connection with a FIFO of expected echoes; `onEcho(ok)` per message.
+class Client {
+  constructor(kind, port, path = '/') {
+    this.kind = kind;
+    this.port = port;
+    this.path = path;
+    this.waiters = [];
+    this.errors = 0;
+  }
+  open() {
+    return new Promise((resolve, reject) => {
+      if (this.kind === 'tcp') {
+        this.sock = net.connect({ port: this.port, host: '127.0.0.1', noDelay: true }, () => resolve(this));
+        this.sock.setNoDelay(true);
+        this.buf = Buffer.alloc(0);
+        this.sock.on('data', (d) => this._tcpData(d));
+        this.sock.on('error', reject);
+      } else {
+        this.ws = new WebSocket(`ws://127.0.0.1:${this.port}${this.path}`, wsOptions());
+        this.ws.binaryType = 'nodebuffer';
+        this.ws.on('open', () => resolve(this));
+        this.ws.on('error', reject);
+        this.ws.on('message', (data) => this._deliver(data));
+      }
+    });
+  }
+  _tcpData(d) {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    while (this.buf.length >= 4) {
+      const n = this.buf.readUInt32BE(0);
+      if (this.buf.length < 4 + n) break;
+      const body = this.buf.subarray(4, 4 + n);
+      this.buf = this.buf.subarray(4 + n);
+      this._deliver(body);
+    }
+  }
+  _deliver(data) {
+    const waiter = this.waiters.shift();
+    if (!waiter) { this.errors++; return; }
+    waiter(data);
+  }
+  // Send `payload`; `callback(ok)` runs when its echo arrives (ok: byte-for-byte equal).
+  sendCb(payload, callback) {
+    this.waiters.push((data) => {
+      const ok = payload.equals(data);
+      if (!ok) this.errors++;
+      callback(ok);
+    });
+    if (this.kind === 'tcp') {
+      const header = Buffer.allocUnsafe(4);
+      header.writeUInt32BE(payload.length);
+      this.sock.write(Buffer.concat([header, payload]));
+    } else {
+      this.ws.send(payload, { binary: true });
+    }
+  }
+  send(payload) {
+    return new Promise((resolve) => this.sendCb(payload, resolve));
+  }
+  close() {
+    return new Promise((resolve) => {
+      if (this.kind === 'tcp') { this.sock.end(); this.sock.on('close', resolve); }
+      else if (this.ws.readyState === WebSocket.CLOSED) resolve();
+      else { this.ws.on('close', () => resolve()); this.ws.close(1000); }
+    });
+  }
+}
+
+// Payloads are random bytes with a sequence number in front, made once and
+// reused from a pool so that the load generator spends its time on the wire.
+const pools = new Map();
+function payloadFor(size, seq) {
+  let pool = pools.get(size);
+  if (!pool) {
+    pool = Array.from({ length: 257 }, (_, i) => {
+      const b = crypto.randomBytes(size);
+      if (size >= 8) b.writeBigUInt64BE(BigInt(i), 0);
+      return b;
+    });
+    pools.set(size, pool);
+  }
+  return pool[seq % pool.length];
+}
+
+function percentile(sorted, p) {
+  if (!sorted.length) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+function cpuSeconds() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+async function roundTrips() {
+  const c = await new Client(args.kind, args.port).open();
+  const pool = Array.from({ length: 64 }, (_, i) => payloadFor(args.size, i));  // eslint-disable-line
+  const lat = [];
+  let errors = 0;
+  const warmEnd = now() + args.warmup;
+  let i = 0;
+  while (now() < warmEnd) { if (!(await c.send(pool[i++ % 64]))) errors++; }
+  const cpu0 = cpuSeconds();
+  const start = now();
+  const end = start + args.duration;
+  let count = 0;
+  while (now() < end && count < args.max_count) {
+    const t0 = now();
+    if (!(await c.send(pool[i++ % 64]))) errors++;
+    lat.push(now() - t0);
+    count++;
+  }
+  const elapsed = now() - start;
+  const cpu = cpuSeconds() - cpu0;
+  await c.close();
+  lat.sort((a, b) => a - b);
+  return {
+    rate: count / elapsed, count, errors: errors + c.errors,
+    p50_us: percentile(lat, 0.5) * 1e6, p99_us: percentile(lat, 0.99) * 1e6,
+    mbps: (count * args.size) / elapsed / 1e6, loadgen_cpu: cpu / elapsed,
+  };
+}
+
+async function inFlight() {
+  const clients = await Promise.all(Array.from({ length: args.conns }, () => new Client(args.kind, args.port).open()));
+  let counting = false;
+  let stop = false;
+  let received = 0;
+  let errors = 0;
+  let outstanding = 0;
+  let seq = 0;
+  let drained;
+  const allDrained = new Promise((resolve) => { drained = resolve; });
+  const next = (c) => {
+    if (stop) { if (--outstanding === 0) drained(); return; }
+    c.sendCb(payloadFor(args.size, seq++), (ok) => {
+      if (!ok) errors++;
+      if (counting) received++;
+      next(c);
+    });
+  };
+  for (const c of clients) {
+    for (let k = 0; k < args.inflight; k++) { outstanding++; next(c); }
+  }
+  await sleep(args.warmup);
+  counting = true;
+  const cpu0 = cpuSeconds();
+  const start = now();
+  await sleep(args.duration);
+  counting = false;
+  const elapsed = now() - start;
+  const cpu = cpuSeconds() - cpu0;
+  const got = received;
+  stop = true;
+  await Promise.race([allDrained, sleep(10)]);
+  await Promise.all(clients.map((c) => c.close()));
+  return {
+    rate: got / elapsed, count: got, errors: errors + clients.reduce((s, c) => s + c.errors, 0),
+    mbps: (got * args.size) / elapsed / 1e6, loadgen_cpu: cpu / elapsed,
+  };
+}
+
+async function handshakes() {
+  let count = 0;
+  let errors = 0;
+  const end = now() + args.duration;
+  const start = now();
+  const cpu0 = cpuSeconds();
+  const worker = async () => {
+    while (now() < end) {
+      try {
+        const c = await new Client('ws', args.port).open();
+        await c.close();
+        count++;
+      } catch (e) { errors++; }
+    }
+  };
+  await Promise.all(Array.from({ length: args.concurrency }, worker));
+  const elapsed = now() - start;
+  return { rate: count / elapsed, count, errors, loadgen_cpu: (cpuSeconds() - cpu0) / elapsed };
+}
+
+async function openMany(n, path, batch) {
+  const clients = [];
+  for (let i = 0; i < n; i += batch) {
+    const part = await Promise.all(Array.from({ length: Math.min(batch, n - i) }, () => new Client(args.kind, args.port, path).open()));
+    clients.push(...part);
+  }
+  return clients;
+}
+
+async function fanOut() {
+  // Subscribers: each waits for "ready", then every broadcast.
+  const subs = [];
+  for (let i = 0; i < args.subscribers; i += 100) {
+    const part = await Promise.all(Array.from({ length: Math.min(100, args.subscribers - i) }, () => new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${args.port}/sub`, wsOptions());
+      ws.binaryType = 'nodebuffer';
+      const s = { ws, got: [] };
+      ws.on('message', (data) => {
+        if (!s.ready) { s.ready = true; resolve(s); } else { s.got.push(Buffer.from(data)); s.onMsg && s.onMsg(); }
+      });
+      ws.on('error', reject);
+    })));
+    subs.push(...part);
+  }
+  const pub = await new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${args.port}/pub`, wsOptions());
+    ws.on('open', () => resolve(ws));
+    ws.on('error', reject);
+  });
+  const times = [];
+  let errors = 0;
+  for (let r = 0; r < args.rounds; r++) {
+    const payload = payloadFor(args.size, r);
+    let pending = subs.length;
+    const done = new Promise((resolve) => {
+      for (const s of subs) {
+        s.onMsg = () => { s.onMsg = null; if (Buffer.compare(s.got[s.got.length - 1], payload) !== 0) errors++; if (--pending === 0) resolve(); };
+      }
+    });
+    const acked = new Promise((resolve) => pub.once('message', (d) => resolve(Number(String(d)))));
+    const t0 = now();
+    pub.send(payload, { binary: true });
+    await done;
+    times.push(now() - t0);
+    const count = await acked;
+    if (count !== subs.length) errors++;
+    await sleep(0.05);
+  }
+  pub.close();
+  await Promise.all(subs.map((s) => new Promise((resolve) => { s.ws.on('close', resolve); s.ws.close(); })));
+  times.sort((a, b) => a - b);
+  return { ms_p50: percentile(times, 0.5) * 1e3, ms_max: times[times.length - 1] * 1e3, errors, rounds: args.rounds };
+}
+
+async function idle() {
+  const t0 = now();
+  let clients;
+  try {
+    clients = await openMany(args.conns, '/', 200);
+  } catch (e) {
+    return { opened: 0, errors: 1, error: String(e) };
+  }
+  const openSeconds = now() - t0;
+  let closedEarly = 0;
+  for (const c of clients) { if (c.ws) c.ws.on('close', () => { closedEarly++; }); }
+  console.log(JSON.stringify({ opened: clients.length, open_seconds: openSeconds }));
+  await sleep(args.hold);
+  const start = now();
+  const results = await Promise.race([
+    Promise.all(clients.map((c, i) => c.send(payloadFor(32, i)))),
+    sleep(args.answer_timeout).then(() => null),
+  ]);
+  const answerSeconds = now() - start;
+  const answered = results ? results.filter((x) => x).length : clients.reduce((s, c) => s + (c.waiters.length === 0 ? 1 : 0), 0);
+  await Promise.race([Promise.all(clients.map((c) => c.close())), sleep(30)]);
+  return { opened: clients.length, answered, answer_seconds: answerSeconds, closed_early: closedEarly, errors: clients.length - answered };
+}
+
+const scenarios = { rt: roundTrips, inflight: inFlight, handshakes, fanout: fanOut, idle };
+scenarios[scenario]().then((r) => { console.log(JSON.stringify(r)); process.exit(0); },
+  (e) => { console.log(JSON.stringify({ errors: 1, error: String(e && e.stack || e) })); process.exit(1); });
