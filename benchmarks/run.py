@@ -214,7 +214,7 @@ def run_idle(report: Report, counts: list[int], hold: float, servers: list[tuple
             base = server.status()
             during: dict[str, int] = {}
 
-            def sample(_: dict[str, Any]) -> None:
+            def sample(_: dict[str, Any], server: ServerProcess = server, during: dict[str, int] = during) -> None:
                 time.sleep(min(5.0, hold / 2))
                 during.update(server.status())
 
