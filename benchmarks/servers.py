@@ -10,7 +10,8 @@ KIND is one of:
 
 WebSocket servers answer three paths: ``/`` echoes, ``/sub`` registers a
 subscriber (answered with ``ready``), ``/pub`` broadcasts each message it
-receives to every subscriber and answers with the count.
+receives to every subscriber and answers with the count and the seconds the
+server spent sending.
 Prints ``ready PORT`` on stdout once listening.
 """
 
@@ -22,6 +23,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -54,7 +56,9 @@ def run_rawws(port: int, compression: str | None) -> None:
             for message in ws:
                 with lock:
                     targets = list(subscribers)
-                ws.send(str(rawws.broadcast(targets, message)))
+                start = time.perf_counter()
+                count = rawws.broadcast(targets, message)
+                ws.send(f"{count} {time.perf_counter() - start}")
         else:
             for message in ws:
                 ws.send(message)
@@ -91,13 +95,14 @@ def run_websockets(port: int, compression: str | None) -> None:
                 with lock:
                     targets = list(subscribers)
                 sent = 0
+                start = time.perf_counter()
                 for target in targets:  # the sync API has no broadcast(): one send per connection
                     try:
                         target.send(message)
                         sent += 1
                     except ConnectionClosed:
                         pass
-                ws.send(str(sent))
+                ws.send(f"{sent} {time.perf_counter() - start}")
         else:
             for message in ws:
                 ws.send(message)

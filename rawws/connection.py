@@ -51,6 +51,7 @@ from .timers import Timer, call_later
 
 __all__ = ["Connection", "PongWaiter"]
 
+_MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 _READ_SIZE = 65536
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -138,6 +139,10 @@ class Connection:
         self._fd = sock.fileno()
         self._reactor = get_reactor()
         self._tls = isinstance(sock, ssl.SSLSocket)
+        # Replies to a backlog of received messages are sent with MSG_MORE (see _send_message).
+        self._can_cork = not self._tls and sock.family in (socket.AF_INET, socket.AF_INET6) and _MSG_MORE != 0
+        self._corked = False
+        self._recv_thread = 0  # the thread that last called recv(): usually the handler
         protocol.fragment_events = True
         protocol.defer_failure = True
         if self.logger.isEnabledFor(logging.DEBUG):
@@ -208,6 +213,7 @@ class Connection:
         (the connection stays usable), and :class:`ConnectionClosed` once the
         connection is closed and every message received before has been returned.
         """
+        self._recv_thread = threading.get_ident()
         with self._recv_mutex:
             if not self._partial:
                 # Fast path: a whole message is waiting.
@@ -276,20 +282,36 @@ class Connection:
         else:
             raise TypeError(f"cannot send {type(message).__name__}: use str, bytes or an iterable of them")
 
-    def send_frame_bytes(self, data: bytes) -> None:
-        """Write an already encoded data frame (see :func:`rawws.broadcast`).
+    def _send_encoded_nowait(self, frame: bytes, opcode: int, payload: bytes, backlog_limit: int) -> bool:
+        """Queue an already encoded frame and write what the socket takes now (for broadcast).
 
-        Only valid while no extension transforms frames and nothing else is
-        fragmenting; the caller vouches that ``data`` is one complete message.
+        Never blocks on this connection: what does not fit is written by a
+        background flush. Returns False, sending nothing, when the connection
+        is closed or more than ``backlog_limit`` bytes already wait for it.
         """
-        with self._send_mutex:
-            with self._proto_lock:
-                self._check_sendable()
-                if self.protocol._out_opcode is not None:
-                    raise InvalidState("a fragmented message is being sent")
-                self.protocol._out.append(data)
-            self._flush(blocking=True)
-            self._raise_if_write_failed()
+        protocol = self.protocol
+        with self._proto_lock:
+            if protocol.state is not State.OPEN or self._write_error is not None:
+                return False
+            if protocol._out_opcode is not None:
+                fragmenting = True
+            else:
+                fragmenting = False
+                backlog = sum(len(b) for b in self._unsent) + sum(len(b) for b in protocol._out)
+                if backlog > backlog_limit:
+                    self.logger.warning("broadcast skipped %s: %d bytes already waiting", self.remote_address, backlog)
+                    return False
+                if protocol.trace is not None:
+                    protocol.trace(">", opcode, True, payload)
+                protocol._out.append(frame)
+        if fragmenting:  # wait for the fragmented message in progress, then send normally
+            try:
+                self._send_message(payload.decode("utf-8") if opcode == 1 else payload)
+            except ConnectionClosed:
+                return False
+            return True
+        self._flush(blocking=False)
+        return True
 
     def ping(self, data: bytes | str | None = None) -> PongWaiter:
         """Send a ping and return a :class:`PongWaiter` for its pong (§5.5.2).
@@ -442,6 +464,8 @@ class Connection:
             try:
                 data = sock.recv(_READ_SIZE)
             except _WOULD_BLOCK:
+                if self._corked:
+                    self._push()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return
@@ -652,8 +676,18 @@ class Connection:
             raise self._closed_exception()
 
     def _send_message(self, message: Message | bytearray | memoryview) -> None:
-        """One unfragmented message: encode and write under the write lock, so bytes keep protocol order."""
+        """One unfragmented message: encode and write under the write lock, so bytes keep protocol order.
+
+        When the thread sending is the one receiving and more received messages
+        are already waiting for it, it is working through a backlog and will
+        most likely reply again at once: the write carries MSG_MORE, so the
+        kernel coalesces the replies into fewer TCP segments instead of one per
+        message. The bytes still reach the kernel before this returns; they are
+        pushed by the next write without the flag, or at the latest when
+        ``recv()`` is about to wait for more input.
+        """
         protocol = self.protocol
+        more = bool(self._can_cork and self._queue and threading.get_ident() == self._recv_thread)
         while True:
             with self._write_lock:
                 with self._proto_lock:
@@ -672,7 +706,7 @@ class Connection:
                     if self._unsent:
                         data = self._unsent + data
                         self._unsent = []
-                    self._write_all(data)
+                    self._write_all(data, more)
             if not fragmenting:
                 break
             with self._send_mutex:  # another thread is sending a fragmented message: wait for its end
@@ -748,15 +782,17 @@ class Connection:
                 return
             blocking = False
 
-    def _write_all(self, buffers: list[Data]) -> None:
+    def _write_all(self, buffers: list[Data], more: bool = False) -> None:
         sock = self.socket
+        flags = _MSG_MORE if more else 0
+        self._corked = more
         try:
             if len(buffers) == 1 or self._tls:
                 for buffer in buffers:
                     view = memoryview(buffer)
                     while view:
                         try:
-                            sent = sock.send(view)
+                            sent = sock.send(view, flags) if flags else sock.send(view)
                         except _WOULD_BLOCK:
                             self._wait_writable()
                             continue
@@ -765,7 +801,7 @@ class Connection:
                 pending = [memoryview(b) for b in buffers]
                 while pending:
                     try:
-                        sent = sock.sendmsg(pending)
+                        sent = sock.sendmsg(pending, [], flags)
                     except _WOULD_BLOCK:
                         self._wait_writable()
                         continue
@@ -777,6 +813,14 @@ class Connection:
                             sent = 0
         except OSError as exc:
             self._write_failed(exc)
+
+    def _push(self) -> None:
+        """Send what MSG_MORE held back: setting TCP_NODELAY again pushes pending data (Linux tcp(7))."""
+        self._corked = False
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
     def _write_some(self, buffers: list[Data]) -> list[Data]:
         """Write without blocking; return what did not fit."""

@@ -123,7 +123,7 @@ class Frame(NamedTuple):
 _XOR_TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
 # Below this size one big-integer XOR wins: it is three C calls whatever the
 # length. Above it, four strided byte.translate passes win (benchmarks/masking.py).
-_SMALL_MASK = 2048
+_SMALL_MASK = 768
 
 
 def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .connection import Connection, Message
 from .exceptions import ConnectionClosed, InvalidHandshake
-from .frames import CloseCode
+from .frames import CloseCode, Opcode, encode_header
 from .handshake import accept, check_request, parse_token_list, reject, select_subprotocol
 from .http11 import HeadParser, Request, Response
 from .protocol import SERVER, Protocol
@@ -312,19 +312,32 @@ class Server:
             self.shutdown()
 
 
-def broadcast(connections: Iterable[Connection], message: Message) -> int:
-    """Send ``message`` to every open connection; return how many it reached.
+def broadcast(connections: Iterable[Connection], message: Message, *, backlog_limit: int = 4 * 2**20) -> int:
+    """Send ``message`` to every open connection without waiting on any one of them.
 
-    Connections that are closed or fail are skipped. Each connection encodes
-    the message itself, so per-connection extension state is respected.
+    The frame is encoded once and the same bytes are written to every server
+    connection that has no extension state of its own (a compressing
+    connection encodes for itself). A connection that cannot take the bytes
+    right away gets them from a background flush; one that already has more
+    than ``backlog_limit`` bytes waiting is skipped (and logged) rather than
+    allowed to grow without bound. Closed connections are skipped. Returns the
+    number of connections the message was written or queued to.
     """
+    if isinstance(message, str):
+        opcode, payload = Opcode.TEXT, message.encode("utf-8")
+    else:
+        opcode, payload = Opcode.BINARY, bytes(message)
+    frame = encode_header(0x80 | opcode, len(payload)) + payload
     sent = 0
     for connection in list(connections):
-        try:
-            connection.send(message)
-            sent += 1
-        except ConnectionClosed:
-            pass
+        if connection.protocol.role is SERVER and not connection.protocol.extensions:
+            sent += connection._send_encoded_nowait(frame, opcode, payload, backlog_limit)
+        else:
+            try:
+                connection.send(message)
+                sent += 1
+            except ConnectionClosed:
+                pass
     return sent
 
 

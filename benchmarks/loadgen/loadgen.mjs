@@ -227,7 +227,10 @@ async function fanOut() {
     ws.on('error', reject);
   });
   const times = [];
+  const serverTimes = [];
   let errors = 0;
+  const cpu0 = cpuSeconds();
+  const start = now();
   for (let r = 0; r < args.rounds; r++) {
     const payload = payloadFor(args.size, r);
     let pending = subs.length;
@@ -236,19 +239,26 @@ async function fanOut() {
         s.onMsg = () => { s.onMsg = null; if (Buffer.compare(s.got[s.got.length - 1], payload) !== 0) errors++; if (--pending === 0) resolve(); };
       }
     });
-    const acked = new Promise((resolve) => pub.once('message', (d) => resolve(Number(String(d)))));
+    const acked = new Promise((resolve) => pub.once('message', (d) => resolve(String(d).split(' ').map(Number))));
     const t0 = now();
     pub.send(payload, { binary: true });
     await done;
     times.push(now() - t0);
-    const count = await acked;
+    const [count, serverSeconds] = await acked;
+    serverTimes.push(serverSeconds);
     if (count !== subs.length) errors++;
     await sleep(0.05);
   }
   pub.close();
   await Promise.all(subs.map((s) => new Promise((resolve) => { s.ws.on('close', resolve); s.ws.close(); })));
+  const cpu = cpuSeconds() - cpu0;
+  const elapsed = now() - start;
   times.sort((a, b) => a - b);
-  return { ms_p50: percentile(times, 0.5) * 1e3, ms_max: times[times.length - 1] * 1e3, errors, rounds: args.rounds };
+  serverTimes.sort((a, b) => a - b);
+  return {
+    ms_p50: percentile(times, 0.5) * 1e3, ms_max: times[times.length - 1] * 1e3, errors, rounds: args.rounds,
+    server_send_ms_p50: percentile(serverTimes, 0.5) * 1e3, loadgen_cpu: cpu / elapsed,
+  };
 }
 
 async function idle() {
