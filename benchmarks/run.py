@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--only", default="rt,inflight,handshakes,fanout,idle")
     parser.add_argument("--idle-counts", default="1000,5000,10000")
     parser.add_argument("--hold", type=float, default=30.0)
+    parser.add_argument("--servers", default="", help="comma-separated labels to run (default: all)")
     parser.add_argument("--markdown", help="also write the report to this file")
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(HERE, "loadgen", "node_modules", "ws")):
@@ -271,7 +272,12 @@ def main() -> None:
         f"websockets {websockets.__version__} · load generator: Node.js {node} + ws · "
         f"servers pinned to CPU 0, load generator to CPU 1 · medians of {args.reps} runs"
     )
+    global WS_SERVERS, TCP_SERVER
+    if args.servers:
+        wanted = set(args.servers.split(","))
+        WS_SERVERS = [s for s in WS_SERVERS if s[1] in wanted or s[0] in wanted]
     all_servers = WS_SERVERS + [TCP_SERVER]
+    plain_ws = [s for s in WS_SERVERS if s[0] != "websockets-deflate"]
     d = args.duration
     if "rt" in only:
         rows = []
@@ -315,7 +321,7 @@ def main() -> None:
         rows = []
         for subscribers in (100, 1000):
             params = {"subscribers": subscribers, "rounds": 20, "size": 64}
-            rows.append((f"fan-out to {subscribers:,}", measure("fanout", params, WS_SERVERS[:2], args.reps, "ms_p50")))
+            rows.append((f"fan-out to {subscribers:,}", measure("fanout", params, plain_ws, args.reps, "ms_p50")))
         report.table(
             "Fan-out: one published message until every subscriber has it (ms, median of 20)",
             " ms",
@@ -324,7 +330,8 @@ def main() -> None:
         )
     if "idle" in only:
         counts = [int(c) for c in args.idle_counts.split(",")]
-        run_idle(report, counts, args.hold, [WS_SERVERS[0], WS_SERVERS[1], TCP_SERVER])
+        idle_servers = [s for s in WS_SERVERS if s[0] != "websockets-deflate"]
+        run_idle(report, counts, args.hold, idle_servers + ([TCP_SERVER] if not args.servers else []))
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(report.lines) + "\n")

@@ -20,6 +20,11 @@ __all__ = ["Timer", "call_later"]
 
 logger = logging.getLogger("rawws.timers")
 
+_MAX_SLEEP = 1.0
+"""The thread wakes at least this often, so scheduling a timer further out than
+that never has to wake it: with thousands of connections each arming close
+and keepalive timers, those wakeups would otherwise dominate."""
+
 
 class Timer:
     """A scheduled call; :meth:`cancel` stops it if it has not run yet."""
@@ -41,6 +46,7 @@ class _Scheduler:
         self._counter = itertools.count()
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
+        self._next_wakeup = 0.0  # when the thread will look at the heap again
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         timer = Timer(time.monotonic() + delay, callback)
@@ -49,8 +55,8 @@ class _Scheduler:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="rawws-timers", daemon=True)
                 self._thread.start()
-            elif self._heap[0][2] is timer:
-                self._cond.notify()
+            elif timer.deadline < self._next_wakeup:
+                self._cond.notify()  # it sleeps past this deadline: wake it (rare, see _MAX_SLEEP)
         return timer
 
     def _run(self) -> None:
@@ -59,14 +65,14 @@ class _Scheduler:
                 while True:
                     while self._heap and self._heap[0][2].cancelled:
                         heapq.heappop(self._heap)
-                    if not self._heap:
-                        self._cond.wait()
-                        continue
-                    delay = self._heap[0][0] - time.monotonic()
-                    if delay <= 0:
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
                         timer = heapq.heappop(self._heap)[2]
                         break
+                    delay = _MAX_SLEEP if not self._heap else min(_MAX_SLEEP, self._heap[0][0] - now)
+                    self._next_wakeup = now + delay
                     self._cond.wait(delay)
+                    self._next_wakeup = 0.0
             try:
                 timer.callback()
             except Exception:
