@@ -7,8 +7,10 @@ Layers, each using only the ones below it:
 2. :mod:`rawws.protocol` — the sans-I/O connection state machine.
 3. :mod:`rawws.connection`, :mod:`rawws.server`, :mod:`rawws.client` — the
    threaded layer: sockets, locks, timers, TLS.
+4. :mod:`rawws.broker`, :mod:`rawws.pubsub` — publish/subscribe on top.
 """
 
+from .broker import Backend, LocalBackend, MessageBroker, SubscriberGone
 from .client import ClientConnection, connect
 from .connection import Connection, PongWaiter
 from .eventclient import EventClient
@@ -25,7 +27,10 @@ from .exceptions import (
     RawwsError,
 )
 from .frames import CloseCode, Frame, Opcode
+from .messages import Dispatcher, make_message, parse_message, send_message
 from .protocol import CLIENT, SERVER, Protocol, Role, State
+from .pubsub import broker_handler, serve_broker
+from .pubsub_client import PubSubClient
 from .server import PendingConnection, Server, ServerConnection, broadcast, serve
 
 __version__ = "0.1.0"
@@ -41,6 +46,17 @@ __all__ = [
     "PongWaiter",
     "Server",
     "EventClient",
+    "MessageBroker",
+    "Backend",
+    "LocalBackend",
+    "SubscriberGone",
+    "serve_broker",
+    "broker_handler",
+    "PubSubClient",
+    "send_message",
+    "make_message",
+    "parse_message",
+    "Dispatcher",
     "CLIENT",
     "SERVER",
     "CloseCode",

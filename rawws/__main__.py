@@ -58,13 +58,22 @@ def _server_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.trace)
-    if not args.echo:
-        print("choose what to serve: --echo", file=sys.stderr)
+    if args.echo == args.broker:
+        print("choose what to serve: --echo or --broker", file=sys.stderr)
         return 2
-    server = serve(_echo, args.host, args.port, **_server_options(args))
+    if args.broker:
+        from .pubsub import serve_broker
+
+        server = serve_broker(
+            args.host, args.port, max_pending=args.max_pending, overflow=args.overflow, **_server_options(args)
+        )
+        what = "pub/sub server"
+    else:
+        server = serve(_echo, args.host, args.port, **_server_options(args))
+        what = "echo server"
     scheme = "wss" if args.certfile else "ws"
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"rawws echo server on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
+    print(f"rawws {what} on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
     with server:
         server.serve_forever()
     return 0
@@ -118,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", parents=[common], help="run a server")
     s.add_argument("--echo", action="store_true", help="echo every message back with the same type")
+    s.add_argument("--broker", action="store_true", help="the pub/sub server (JSON protocol, see README)")
+    s.add_argument("--max-pending", type=int, default=1000, help="--broker: messages queued per slow client")
+    s.add_argument("--overflow", choices=["close", "drop_oldest"], default="close", help="--broker: slow client policy")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--max-size", type=_size, default=2**20, help="largest message (e.g. 64MiB, none); default 1MiB")

@@ -169,6 +169,9 @@ class Connection:
         self._send_mutex = threading.Lock()  # held for a whole fragmented message
         self._write_lock = threading.Lock()
         self._unsent: list[Data] = []
+        self._writing = 0  # bytes being written by a blocking write right now
+        self.on_drain: Callable[[], Any] | None = None
+        """Called (on a background thread) when a backlog left by send_nowait has been written."""
         self._write_poller: Any = None
         self._write_error: BaseException | None = None
 
@@ -282,36 +285,71 @@ class Connection:
         else:
             raise TypeError(f"cannot send {type(message).__name__}: use str, bytes or an iterable of them")
 
-    def _send_encoded_nowait(self, frame: bytes, opcode: int, payload: bytes, backlog_limit: int) -> bool:
-        """Queue an already encoded frame and write what the socket takes now (for broadcast).
+    def send_nowait(self, message: Message) -> None:
+        """Queue one message and write whatever the socket takes now, without waiting for the peer.
 
-        Never blocks on this connection: what does not fit is written by a
-        background flush. Returns False, sending nothing, when the connection
-        is closed or more than ``backlog_limit`` bytes already wait for it.
+        What does not fit is written by a background flush, in order; watch
+        :attr:`buffered_amount` to bound it and set :attr:`on_drain` to hear
+        when it is all written (a slow-consumer policy needs both). Raises
+        :class:`ConnectionClosed` if the connection is closed. If another
+        thread is in the middle of a fragmented message, this waits for it.
+        """
+        self._nowait(message, None)
+
+    def send_many_nowait(self, messages: Iterable[Message], *, write: bool = True) -> None:
+        """:meth:`send_nowait` for several messages at once: one write for all of them.
+
+        With ``write=False`` the messages are only queued, in order; a later
+        :meth:`flush_nowait` (or any send) writes them. That lets a caller
+        order messages under its own lock and do the system call outside it.
         """
         protocol = self.protocol
         with self._proto_lock:
             if protocol.state is not State.OPEN or self._write_error is not None:
-                return False
-            if protocol._out_opcode is not None:
-                fragmenting = True
-            else:
-                fragmenting = False
-                backlog = sum(len(b) for b in self._unsent) + sum(len(b) for b in protocol._out)
-                if backlog > backlog_limit:
-                    self.logger.warning("broadcast skipped %s: %d bytes already waiting", self.remote_address, backlog)
-                    return False
-                if protocol.trace is not None:
-                    protocol.trace(">", opcode, True, payload)
-                protocol._out.append(frame)
-        if fragmenting:  # wait for the fragmented message in progress, then send normally
-            try:
-                self._send_message(payload.decode("utf-8") if opcode == 1 else payload)
-            except ConnectionClosed:
-                return False
-            return True
+                raise self._closed_exception()
+            fragmenting = protocol._out_opcode is not None
+            if not fragmenting:
+                for message in messages:
+                    if isinstance(message, str):
+                        protocol.send_text(message)
+                    else:
+                        protocol.send_binary(message)
+        if fragmenting:
+            for message in messages:
+                self._send_message(message)
+        elif write:
+            self._flush(blocking=False)
+
+    def flush_nowait(self) -> None:
+        """Write what is queued as far as the socket takes it now; a background flush does the rest."""
         self._flush(blocking=False)
-        return True
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes accepted by send but not yet written to the socket (like the browser's ``bufferedAmount``)."""
+        return self._writing + sum(len(b) for b in self._unsent) + sum(len(b) for b in self.protocol._out)
+
+    def _nowait(self, message: Message, frame: bytes | None) -> None:
+        """send_nowait, optionally with the frame already encoded (by :func:`rawws.broadcast`)."""
+        protocol = self.protocol
+        with self._proto_lock:
+            if protocol.state is not State.OPEN or self._write_error is not None:
+                raise self._closed_exception()
+            fragmenting = protocol._out_opcode is not None
+            if not fragmenting:
+                if frame is None:
+                    if isinstance(message, str):
+                        protocol.send_text(message)
+                    else:
+                        protocol.send_binary(message)
+                else:
+                    if protocol.trace is not None:
+                        protocol.trace(">", 1 if type(message) is str else 2, True, frame)
+                    protocol._out.append(frame)
+        if fragmenting:
+            self._send_message(message)
+        else:
+            self._flush(blocking=False)
 
     def ping(self, data: bytes | str | None = None) -> PongWaiter:
         """Send a ping and return a :class:`PongWaiter` for its pong (§5.5.2).
@@ -751,8 +789,11 @@ class Connection:
         if self._write_error is not None:
             raise self._closed_exception() from self._write_error
 
-    def _flush(self, *, blocking: bool) -> None:
-        """Write what the protocol queued. Non-blocking callers never wait for the lock or the socket."""
+    def _flush(self, *, blocking: bool, persist: bool = False) -> None:
+        """Write what the protocol queued. Non-blocking callers never wait for the lock or the socket.
+
+        With ``persist`` (the background flusher), keep writing, blocking, until nothing is left.
+        """
         while True:
             if not self._write_lock.acquire(blocking=blocking):
                 return  # the holder writes our bytes after its own
@@ -769,7 +810,7 @@ class Connection:
                         else:
                             self._unsent = self._write_some(data)
                             if self._unsent:
-                                threading.Thread(target=self._flush, kwargs={"blocking": True}, daemon=True).start()
+                                threading.Thread(target=self._background_flush, daemon=True).start()
                                 return
                     if self.protocol.should_close_tcp and not self._unsent and not self.protocol._out:
                         try:
@@ -780,12 +821,23 @@ class Connection:
                 self._write_lock.release()
             if not self.protocol._out or self._write_error is not None:
                 return
-            blocking = False
+            blocking = persist
+
+    def _background_flush(self) -> None:
+        self._flush(blocking=True, persist=True)
+        callback = self.on_drain
+        if callback is not None and not self.buffered_amount and not self._terminated:
+            try:
+                callback()
+            except Exception:
+                self.logger.exception("on_drain callback failed")
 
     def _write_all(self, buffers: list[Data], more: bool = False) -> None:
         sock = self.socket
         flags = _MSG_MORE if more else 0
         self._corked = more
+        if len(buffers) > 1 or len(buffers[0]) > 65536:
+            self._writing = sum(len(b) for b in buffers)
         try:
             if len(buffers) == 1 or self._tls:
                 for buffer in buffers:
@@ -813,6 +865,8 @@ class Connection:
                             sent = 0
         except OSError as exc:
             self._write_failed(exc)
+        finally:
+            self._writing = 0
 
     def _push(self) -> None:
         """Send what MSG_MORE held back: setting TCP_NODELAY again pushes pending data (Linux tcp(7))."""

@@ -75,6 +75,8 @@ ProcessRequest = Callable[[PendingConnection, Request], "Response | None"]
 class Server:
     """A listening WebSocket server. Build it with :func:`serve`."""
 
+    broker: Any = None  # set by serve_broker()
+
     def __init__(self, handler: Handler, sock: socket.socket, options: dict[str, Any]) -> None:
         self.handler = handler
         self.socket = sock
@@ -330,14 +332,17 @@ def broadcast(connections: Iterable[Connection], message: Message, *, backlog_li
     frame = encode_header(0x80 | opcode, len(payload)) + payload
     sent = 0
     for connection in list(connections):
-        if connection.protocol.role is SERVER and not connection.protocol.extensions:
-            sent += connection._send_encoded_nowait(frame, opcode, payload, backlog_limit)
-        else:
-            try:
-                connection.send(message)
-                sent += 1
-            except ConnectionClosed:
-                pass
+        if connection.buffered_amount > backlog_limit:
+            connection.logger.warning("broadcast skipped %s: it is not reading", connection.remote_address)
+            continue
+        try:
+            if connection.protocol.role is SERVER and not connection.protocol.extensions:
+                connection._nowait(message, frame)
+            else:
+                connection.send_nowait(message)
+        except ConnectionClosed:
+            continue
+        sent += 1
     return sent
 
 

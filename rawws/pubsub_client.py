@@ -1,0 +1,109 @@
+"""A Python client for the pub/sub server, on the reconnecting :class:`~rawws.EventClient`.
+
+It remembers its subscriptions and sends them again after every reconnect,
+so a dropped connection costs the messages published while it was down but
+never silently ends a subscription::
+
+    client = PubSubClient("ws://127.0.0.1:8765/")
+    client.subscribe("news", lambda message, envelope: print(message))
+    client.start()
+    client.publish("news", {"headline": "rawws ships"})
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .connection import Message
+from .eventclient import EventClient
+from .exceptions import InvalidState
+from .messages import Dispatcher, MessageError, make_message, parse_message
+
+__all__ = ["PubSubClient"]
+
+ChannelCallback = Callable[[Any, dict[str, Any]], Any]
+
+
+class PubSubClient:
+    """Subscribe, publish and receive typed messages; re-subscribes after reconnecting.
+
+    ``dispatcher.on(type)`` registers handlers for other message types
+    (``chat``, ``typing``, ``presence``, ``error``, …). Extra keyword arguments
+    go to :class:`~rawws.EventClient` (backoff settings, ``on_close``…).
+    """
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        self._channels: dict[str, list[ChannelCallback]] = {}
+        self._lock = threading.Lock()
+        self.dispatcher = Dispatcher()
+        self.dispatcher.on("message")(self._on_channel_message)
+        user_open = options.pop("on_open", None)
+
+        def on_open(client: EventClient) -> None:
+            with self._lock:
+                channels = list(self._channels)
+            for channel in channels:  # restore subscriptions on every (re)connect
+                client.send(make_message("subscribe", {"channel": channel}))
+            if user_open is not None:
+                user_open(client)
+
+        self.events = EventClient(uri, on_open=on_open, on_message=self._on_message, **options)
+
+    def start(self) -> PubSubClient:
+        self.events.start()
+        return self
+
+    def wait_open(self, timeout: float | None = None) -> bool:
+        return self.events.wait_open(timeout)
+
+    def close(self) -> None:
+        self.events.close()
+
+    def __enter__(self) -> PubSubClient:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def subscribe(self, channel: str, callback: ChannelCallback) -> None:
+        """Call ``callback(message, envelope)`` for each message published on ``channel``."""
+        with self._lock:
+            first = channel not in self._channels
+            self._channels.setdefault(channel, []).append(callback)
+        if first:
+            self._send_if_open("subscribe", {"channel": channel})
+
+    def unsubscribe(self, channel: str) -> None:
+        with self._lock:
+            known = self._channels.pop(channel, None) is not None
+        if known:
+            self._send_if_open("unsubscribe", {"channel": channel})
+
+    def publish(self, channel: str, message: Any) -> None:
+        """Publish now; raises :class:`~rawws.InvalidState` while disconnected."""
+        self.send("publish", {"channel": channel, "message": message})
+
+    def send(self, type: str, payload: Any) -> None:
+        self.events.send(make_message(type, payload))
+
+    def _send_if_open(self, type: str, payload: Any) -> None:
+        try:
+            self.send(type, payload)
+        except InvalidState:
+            pass  # sent by on_open once connected
+
+    def _on_message(self, client: EventClient, raw: Message) -> None:
+        try:
+            self.dispatcher.dispatch(parse_message(raw))
+        except MessageError:
+            pass
+
+    def _on_channel_message(self, envelope: dict[str, Any]) -> None:
+        payload = envelope.get("payload") or {}
+        channel = payload.get("channel")
+        with self._lock:
+            callbacks = list(self._channels.get(channel, ())) if isinstance(channel, str) else []
+        for callback in callbacks:
+            callback(payload.get("message"), envelope)
