@@ -250,7 +250,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--only", default="rt,inflight,handshakes,fanout,idle")
+    parser.add_argument("--only", default="rt,inflight,handshakes,fanout,broker,idle")
     parser.add_argument("--idle-counts", default="1000,5000,10000")
     parser.add_argument("--hold", type=float, default=30.0)
     parser.add_argument("--servers", default="", help="comma-separated labels to run (default: all)")
@@ -328,6 +328,17 @@ def main() -> None:
             rows,
             lower_is_better=True,
         )
+    if "broker" in only:
+        report.out("\n### Pub/sub server: one publish until every subscriber has it (ms)\n")
+        report.out("`rawws.serve_broker()` and its JSON protocol (subscribe, publish, message).\n")
+        report.out("| subscribers | median | worst of 20 |")
+        report.out("|---|---|---|")
+        broker_server = [("rawws-broker", "rawws broker", {"kind": "ws"})]
+        for subscribers in (100, 1000):
+            params = {"subscribers": subscribers, "rounds": 20}
+            cell = measure("brokerfanout", params, broker_server, args.reps, "ms_p50")["rawws broker"]
+            worst = max((e["ms_max"] for e in cell.extra), default=None)
+            report.out(f"| {subscribers:,} | {fmt(cell.median(), ' ms')} | {fmt(worst, ' ms')} |")
     if "idle" in only:
         counts = [int(c) for c in args.idle_counts.split(",")]
         idle_servers = [s for s in WS_SERVERS if s[0] != "websockets-deflate"]

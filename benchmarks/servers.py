@@ -7,6 +7,7 @@ KIND is one of:
 - ``websockets-deflate``  the same with permessage-deflate on
 - ``tcp``                 a bare thread-per-connection TCP echo server, 4-byte length prefix:
                           the ceiling for a threaded Python server on this machine
+- ``rawws-broker``        ``rawws.serve_broker()``: the pub/sub server and its JSON protocol
 
 WebSocket servers answer three paths: ``/`` echoes, ``/sub`` registers a
 subscriber (answered with ``ready``), ``/pub`` broadcasts each message it
@@ -158,6 +159,12 @@ def main() -> None:
         run_websockets(port, "deflate")
     elif kind == "tcp":
         run_tcp(port)
+    elif kind == "rawws-broker":
+        import rawws
+
+        server = rawws.serve_broker("127.0.0.1", port)
+        print("ready", server.port, flush=True)
+        server.serve_forever()
     else:
         raise SystemExit(f"unknown server kind {kind!r}")
 

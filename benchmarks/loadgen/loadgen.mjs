@@ -285,6 +285,55 @@ async function idle() {
   return { opened: clients.length, answered, answer_seconds: answerSeconds, closed_early: closedEarly, errors: clients.length - answered };
 }
 
-const scenarios = { rt: roundTrips, inflight: inFlight, handshakes, fanout: fanOut, idle };
+// The pub/sub server's JSON protocol: N subscribers on one channel, one publisher.
+async function brokerFanOut() {
+  const url = `ws://127.0.0.1:${args.port}/`;
+  const subs = [];
+  for (let i = 0; i < args.subscribers; i += 100) {
+    const part = await Promise.all(Array.from({ length: Math.min(100, args.subscribers - i) }, () => new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, wsOptions());
+      const s = { ws, onRound: null };
+      ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', payload: { channel: 'bench' }, timestamp: Date.now() })));
+      ws.on('message', (data) => {
+        const m = JSON.parse(data);
+        if (m.type === 'subscribed') resolve(s);
+        else if (m.type === 'message' && s.onRound) s.onRound(m.payload.message);
+      });
+      ws.on('error', reject);
+    })));
+    subs.push(...part);
+  }
+  const pub = await new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, wsOptions());
+    ws.on('open', () => resolve(ws));
+    ws.on('error', reject);
+  });
+  const times = [];
+  let errors = 0;
+  for (let r = 0; r < args.rounds; r++) {
+    let pending = subs.length;
+    const done = new Promise((resolve) => {
+      for (const s of subs) {
+        s.onRound = (message) => { if (message.round !== r) { errors++; return; } s.onRound = null; if (--pending === 0) resolve(); };
+      }
+    });
+    const acked = new Promise((resolve) => {
+      const listener = (d) => { const m = JSON.parse(d); if (m.type === 'published') { pub.off('message', listener); resolve(m.payload.notified); } };
+      pub.on('message', listener);
+    });
+    const t0 = now();
+    pub.send(JSON.stringify({ type: 'publish', payload: { channel: 'bench', message: { round: r, text: 'x'.repeat(32) } }, timestamp: Date.now() }));
+    await done;
+    times.push(now() - t0);
+    if ((await acked) !== subs.length) errors++;
+    await sleep(0.05);
+  }
+  pub.close();
+  await Promise.all(subs.map((s) => new Promise((resolve) => { s.ws.on('close', resolve); s.ws.close(); })));
+  times.sort((a, b) => a - b);
+  return { ms_p50: percentile(times, 0.5) * 1e3, ms_max: times[times.length - 1] * 1e3, errors, rounds: args.rounds };
+}
+
+const scenarios = { rt: roundTrips, inflight: inFlight, handshakes, fanout: fanOut, idle, brokerfanout: brokerFanOut };
 scenarios[scenario]().then((r) => { console.log(JSON.stringify(r)); process.exit(0); },
   (e) => { console.log(JSON.stringify({ errors: 1, error: String(e && e.stack || e) })); process.exit(1); });
