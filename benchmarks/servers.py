@@ -64,9 +64,7 @@ def run_rawws(port: int, compression: str | None) -> None:
             for message in ws:
                 ws.send(message)
 
-    options: dict[str, Any] = {"max_size": 16 * 2**20}
-    if compression is not None:
-        options["compression"] = compression
+    options: dict[str, Any] = {"max_size": 16 * 2**20, "compression": compression}
     server = rawws.serve(handler, "127.0.0.1", port, **options)
     print("ready", server.port, flush=True)
     server.serve_forever()

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 from .connection import Connection
 from .exceptions import InvalidHandshake
-from .handshake import build_request, check_response, generate_key
+from .extensions.permessage_deflate import NAME as DEFLATE
+from .extensions.permessage_deflate import DeflateConfig, accept_server_response, client_offer
+from .handshake import build_request, check_response, generate_key, serialize_extensions
 from .http11 import HeadParser, Response
 from .protocol import CLIENT, Protocol
 from .uri import parse_uri
@@ -36,6 +38,7 @@ def connect(
     close_timeout: float | None = 10.0,
     ssl: ssl_module.SSLContext | None = None,
     server_hostname: str | None = None,
+    compression: str | DeflateConfig | None = "deflate",
     max_size: int | None = 2**20,
     max_queue: int | None = 16,
     ping_interval: float | None = 20.0,
@@ -51,8 +54,12 @@ def connect(
     :class:`~rawws.exceptions.InvalidHandshake` (with the server's status,
     headers and body) if the server refuses, :class:`TimeoutError` if the
     handshake takes longer than ``open_timeout``, and :class:`OSError` if the
-    TCP connection fails.
+    TCP connection fails. ``compression`` is as for :func:`rawws.serve`: the
+    client offers permessage-deflate unless it is None.
     """
+    from .server import _compression_config
+
+    deflate = _compression_config(compression)
     parsed = parse_uri(uri)
     log = logger or logging.getLogger("rawws.client")
     deadline = None if open_timeout is None else time.monotonic() + open_timeout
@@ -80,6 +87,7 @@ def connect(
             key=key,
             origin=origin,
             subprotocols=list(subprotocols or ()),
+            extensions=serialize_extensions([client_offer(deflate)]) if deflate is not None else None,
             additional_headers=headers,
         )
         sock.sendall(request.serialize())
@@ -94,12 +102,20 @@ def connect(
         assert isinstance(response, Response)
         if response.status != 101:
             response.body = _read_body(sock, response, parser.remainder, deadline)
-        subprotocol, _extensions = check_response(response, key=key, subprotocols=list(subprotocols or ()))
+        subprotocol, accepted = check_response(
+            response,
+            key=key,
+            subprotocols=list(subprotocols or ()),
+            extensions_offered=[DEFLATE] if deflate is not None else [],
+        )
+        if len(accepted) > 1:
+            raise InvalidHandshake("the server accepted permessage-deflate more than once", status=response.status)
+        extensions = [accept_server_response(params, deflate) for _, params in accepted if deflate is not None]
     except BaseException:
         sock.close()
         raise
     log.debug("connected to %s (subprotocol %s)", uri, subprotocol)
-    protocol = Protocol(CLIENT, max_size=max_size)
+    protocol = Protocol(CLIENT, max_size=max_size, extensions=extensions)
     return ClientConnection(
         sock,
         protocol,

@@ -19,8 +19,18 @@ from typing import Any
 
 from .connection import Connection, Message
 from .exceptions import ConnectionClosed, InvalidHandshake
+from .extensions.permessage_deflate import NAME as DEFLATE
+from .extensions.permessage_deflate import DeflateConfig, negotiate_server
 from .frames import CloseCode, Opcode, encode_header
-from .handshake import accept, check_request, parse_token_list, reject, select_subprotocol
+from .handshake import (
+    accept,
+    check_request,
+    parse_extensions,
+    parse_token_list,
+    reject,
+    select_subprotocol,
+    serialize_extensions,
+)
 from .http11 import HeadParser, Request, Response
 from .protocol import SERVER, Protocol
 from .threads import ThreadCounter, start_thread
@@ -242,11 +252,15 @@ class Server:
         return chosen
 
     def _negotiate_extensions(self, request: Request) -> tuple[list[Any], str | None]:
-        negotiate = self.options.get("negotiate_extensions")
-        if negotiate is None:
+        config = self.options["compression"]
+        if config is None:
             return [], None
-        result: tuple[list[Any], str | None] = negotiate(request.headers)
-        return result
+        offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))  # malformed: 400
+        result = negotiate_server(offers, config)
+        if result is None:
+            return [], None
+        params, extension = result
+        return [extension], serialize_extensions([(DEFLATE, params)])
 
     def _send_and_close(self, sock: socket.socket, response: Response) -> None:
         try:
@@ -363,6 +377,7 @@ def serve(
     open_timeout: float = 10.0,
     close_timeout: float | None = 10.0,
     ssl: ssl_module.SSLContext | None = None,
+    compression: str | DeflateConfig | None = "deflate",
     logger: logging.Logger | None = None,
     backlog: int = 1024,
 ) -> Server:
@@ -376,6 +391,10 @@ def serve(
     ``Origin`` values (None allows a missing header); others get 403.
     ``process_request(connection, request)`` may return a
     :class:`~rawws.http11.Response` to answer plain HTTP instead of upgrading.
+    ``compression``: ``"deflate"`` (the default) accepts permessage-deflate
+    (RFC 7692) offers with :class:`~rawws.extensions.permessage_deflate.DeflateConfig`'s
+    defaults; pass a ``DeflateConfig`` to choose window bits, context takeover
+    and the size threshold, or None to refuse compression.
     Pass ``port=0`` for a free port (see :attr:`Server.port`).
     """
     if sock is None:
@@ -392,6 +411,15 @@ def serve(
         "open_timeout": open_timeout,
         "close_timeout": close_timeout,
         "ssl": ssl,
+        "compression": _compression_config(compression),
         "logger": logger or logging.getLogger("rawws.server"),
     }
     return Server(handler, sock, options)
+
+
+def _compression_config(compression: str | DeflateConfig | None) -> DeflateConfig | None:
+    if compression is None or isinstance(compression, DeflateConfig):
+        return compression
+    if compression == "deflate":
+        return DeflateConfig()
+    raise ValueError(f'compression must be "deflate", a DeflateConfig or None, not {compression!r}')

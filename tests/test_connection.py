@@ -145,7 +145,7 @@ def test_max_queue_stops_reading(start_server: StartServer) -> None:
     server = start_server(handler, max_queue=4, max_size=2**20)
     with connect(url(server)) as ws:
         sender_done = threading.Event()
-        chunk = bytes(256 * 1024)
+        chunk = os.urandom(256 * 1024)  # incompressible: compression must not shrink the flood
 
         def flood() -> None:
             try:
