@@ -196,6 +196,15 @@ class Report:
                 f"{statistics.median(rawws_cpu) * 100:.0f}%" if rawws_cpu else "—",
             ]
             self.out("| " + " | ".join([name] + values + ratios + extra) + " |")
+        if all(e.get("rate") for cells in (c for _, c in rows) for cell in cells.values() for e in cell.extra):
+            self.out("\nServer CPU per message, µs (independent of the load generator's limits):\n")
+            for name, cells in rows:
+                parts = []
+                for label, cell in cells.items():
+                    per = [e["server_cpu"] / e["rate"] * 1e6 for e in cell.extra if e.get("rate")]
+                    if per:
+                        parts.append(f"{label} {statistics.median(per):.1f}")
+                self.out(f"- {name}: " + "; ".join(parts))
         failures = [(name, label, c.failures) for name, cells in rows for label, c in cells.items() if c.failures]
         for name, label, reasons in failures:
             self.out(f"\n⚠ {name} / {label}: {len(reasons)} run(s) failed and were left out: {reasons[0][:200]}")
@@ -250,7 +259,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--only", default="rt,inflight,handshakes,fanout,broker,idle")
+    parser.add_argument("--only", default="rt,inflight,handshakes,fanout,broker,compression,idle")
     parser.add_argument("--idle-counts", default="1000,5000,10000")
     parser.add_argument("--hold", type=float, default=30.0)
     parser.add_argument("--servers", default="", help="comma-separated labels to run (default: all)")
@@ -339,6 +348,21 @@ def main() -> None:
             cell = measure("brokerfanout", params, broker_server, args.reps, "ms_p50")["rawws broker"]
             worst = max((e["ms_max"] for e in cell.extra), default=None)
             report.out(f"| {subscribers:,} | {fmt(cell.median(), ' ms')} | {fmt(worst, ' ms')} |")
+    if "compression" in only:
+        rows = []
+        deflate_servers = [
+            ("rawws-deflate", "rawws+deflate", {"kind": "ws", "deflate": True}),
+            ("websockets-deflate", "websockets+deflate", {"kind": "ws", "deflate": True}),
+            ("rawws", "rawws, off", {"kind": "ws"}),
+        ]
+        for text, kind in ((True, "JSON text"), (False, "random binary")):
+            for size, label in [(1024, "1 KiB"), (65536, "64 KiB")]:
+                params = {"conns": 10, "inflight": 16, "size": size, "text": text, "warmup": 1.0, "duration": d}
+                cells = measure("inflight", params, deflate_servers, args.reps, "rate")
+                rows.append((f"{kind}, {label}", {("rawws" if k == "rawws+deflate" else k): v for k, v in cells.items()}))
+        report.table("Compression on: 10 connections × 16 in flight (messages/s)", "", rows)
+        report.out("\n(`rawws` is rawws with permessage-deflate negotiated; `rawws, off` is the same server and load")
+        report.out("without compression, for the cost of compressing.)")
     if "idle" in only:
         counts = [int(c) for c in args.idle_counts.split(",")]
         idle_servers = [s for s in WS_SERVERS if s[0] != "websockets-deflate"]

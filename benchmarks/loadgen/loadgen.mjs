@@ -68,7 +68,7 @@ class Client {
       header.writeUInt32BE(payload.length);
       this.sock.write(Buffer.concat([header, payload]));
     } else {
-      this.ws.send(payload, { binary: true });
+      this.ws.send(payload, { binary: !args.text });
     }
   }
   send(payload) {
@@ -86,10 +86,27 @@ class Client {
 // Payloads are random bytes with a sequence number in front, made once and
 // reused from a pool so that the load generator spends its time on the wire.
 const pools = new Map();
+const WORDS = ['hello', 'there', 'the', 'deploy', 'is', 'done', 'see', 'you', 'at', 'lunch', 'ok', 'thanks', 'ship', 'it',
+  'who', 'broke', 'build', 'again', 'coffee', 'meeting', 'moved', 'to', 'three', 'pm', 'great', 'news', 'everyone'];
+// JSON chat messages of about `size` bytes (args.text), like a real chat stream: repetitive keys, varied text.
+function jsonPayload(size, i) {
+  const items = [];
+  let length = 2;
+  let n = 0;
+  while (length < size) {
+    const text = Array.from({ length: 6 + ((i + n) % 9) }, (_, k) => WORDS[(i * 7 + n * 3 + k * 5) % WORDS.length]).join(' ');
+    const item = JSON.stringify({ type: 'chat', payload: { channel: `room-${(i + n) % 12}`, user: `user${(i * 13 + n) % 97}`, text }, timestamp: 1764200000000 + i * 1000 + n });
+    items.push(item);
+    length += item.length + 1;
+    n++;
+  }
+  return Buffer.from(`[${items.join(',')}]`.slice(0, Math.max(size, 2)));
+}
 function payloadFor(size, seq) {
   let pool = pools.get(size);
   if (!pool) {
     pool = Array.from({ length: 257 }, (_, i) => {
+      if (args.text) return jsonPayload(size, i);
       const b = crypto.randomBytes(size);
       if (size >= 8) b.writeBigUInt64BE(BigInt(i), 0);
       return b;
