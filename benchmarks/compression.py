@@ -19,8 +19,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from rawws.extensions.permessage_deflate import DeflateConfig, accept_server_response, client_offer  # noqa: E402
-from rawws.extensions.permessage_deflate import negotiate_server  # noqa: E402
+from rawws.extensions.permessage_deflate import (  # noqa: E402
+    DeflateConfig,
+    accept_server_response,
+    client_offer,
+    negotiate_server,
+)
 from rawws.protocol import CLIENT, SERVER, Protocol, TextMessage  # noqa: E402
 
 WORDS = "hello there the deploy is done see you at lunch ok thanks ship it who broke the build again".split()
@@ -77,7 +81,10 @@ def main() -> None:
     rows = [
         ("compression off", None),
         ("deflate, defaults", DeflateConfig()),
-        ("deflate, no context takeover", DeflateConfig(server_no_context_takeover=True, client_no_context_takeover=True)),
+        (
+            "deflate, no context takeover",
+            DeflateConfig(server_no_context_takeover=True, client_no_context_takeover=True),
+        ),  # noqa: E501
         ("deflate, 15-bit windows", DeflateConfig(server_max_window_bits=15, client_max_window_bits=15)),
     ]
     for label, config in rows:

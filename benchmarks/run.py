@@ -359,7 +359,8 @@ def main() -> None:
             for size, label in [(1024, "1 KiB"), (65536, "64 KiB")]:
                 params = {"conns": 10, "inflight": 16, "size": size, "text": text, "warmup": 1.0, "duration": d}
                 cells = measure("inflight", params, deflate_servers, args.reps, "rate")
-                rows.append((f"{kind}, {label}", {("rawws" if k == "rawws+deflate" else k): v for k, v in cells.items()}))
+                renamed = {("rawws" if k == "rawws+deflate" else k): v for k, v in cells.items()}
+                rows.append((f"{kind}, {label}", renamed))
         report.table("Compression on: 10 connections × 16 in flight (messages/s)", "", rows)
         report.out("\n(`rawws` is rawws with permessage-deflate negotiated; `rawws, off` is the same server and load")
         report.out("without compression, for the cost of compressing.)")
