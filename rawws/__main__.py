@@ -1,4 +1,4 @@
-"""Command line: ``python -m rawws serve --echo`` and ``python -m rawws connect URL``."""
+"""Command line: ``python -m rawws`` (the chat demo), ``serve --echo|--broker``, ``connect URL``."""
 
 from __future__ import annotations
 
@@ -79,6 +79,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level, args.trace)
+    from .demo import serve_demo
+
+    options: dict[str, Any] = {}
+    scheme = "http"
+    if args.certfile:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.certfile, args.keyfile)
+        options["ssl"] = context
+        scheme = "https"
+    server = serve_demo(args.host, args.port, **options)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"rawws chat demo on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
+    with server:
+        server.serve_forever()
+    return 0
+
+
 def cmd_connect(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.trace)
     options: dict[str, Any] = {"subprotocols": args.subprotocol or None, "origin": args.origin}
@@ -141,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keyfile", help="TLS private key (PEM)")
     s.set_defaults(func=cmd_serve)
 
+    d = sub.add_parser("demo", parents=[common], help="the chat demo for browsers (the default command)")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8765)
+    d.add_argument("--certfile", help="TLS certificate (PEM): serve https:// and wss://")
+    d.add_argument("--keyfile", help="TLS private key (PEM)")
+    d.set_defaults(func=cmd_demo)
+
     c = sub.add_parser("connect", parents=[common], help="interactive client: stdin lines out, messages printed")
     c.add_argument("url")
     c.add_argument("--subprotocol", action="append")
@@ -152,10 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or (arguments[0].startswith("-") and arguments[0] not in ("-h", "--help")):
+        arguments = ["demo"] + arguments  # plain `python -m rawws [--port P]` runs the demo
+    args = parser.parse_args(arguments)
     result: int = args.func(args)
     return result
 

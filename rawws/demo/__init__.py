@@ -1,0 +1,55 @@
+"""The demo: a chat page and its WebSocket endpoint on one port (``python -m rawws``).
+
+The page, its script and its style sheet are files in this package, served
+through ``process_request``; ``/ws`` upgrades to the pub/sub protocol of
+:mod:`rawws.pubsub`. Nothing is fetched from the internet and there is no
+build step.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from ..broker import MessageBroker
+from ..http11 import Request, Response
+from ..pubsub import broker_handler
+from ..server import PendingConnection, Server, serve
+
+__all__ = ["serve_demo", "STATIC"]
+
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+
+
+def _load(name: str) -> bytes:
+    return resources.files(__name__).joinpath(name).read_bytes()
+
+
+def serve_demo(
+    host: str | None = "127.0.0.1", port: int = 8765, *, broker: MessageBroker | None = None, **options: Any
+) -> Server:
+    """The chat demo server: pages on ``/``, WebSocket on ``/ws``. Options go to :func:`rawws.serve`."""
+    files = {path: (_load(name), kind) for path, (name, kind) in STATIC.items()}
+    broker = broker or MessageBroker()
+
+    def process_request(pending: PendingConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/ws":
+            return None  # the WebSocket endpoint
+        if request.method != "GET":
+            return pending.respond(405, "only GET here\n", headers=[("Allow", "GET")])
+        if path == "/healthz":
+            return pending.respond(200, "ok\n")
+        if path in files:
+            body, kind = files[path]
+            return pending.respond(200, body, headers=[("Cache-Control", "no-cache")], content_type=kind)
+        return pending.respond(404, f"no such page: {path}\n")
+
+    server = serve(broker_handler(broker), host, port, process_request=process_request, **options)
+    server.broker = broker
+    return server

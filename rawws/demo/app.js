@@ -1,0 +1,174 @@
+// rawws chat demo: the browser's own WebSocket API, no framework.
+// Messages are {type, payload, timestamp} JSON, as in the pub/sub server's protocol.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  ws: null,
+  attempt: 0,             // reconnect attempts since the last successful open
+  retryTimer: null,
+  room: "lobby",
+  user: localStorage.getItem("rawws-user") || "guest-" + Math.random().toString(36).slice(2, 6),
+  typers: new Map(),      // user -> timer that clears the indicator
+  lastTypingSent: 0,
+  stopTypingTimer: null,
+  pingTimer: null,
+};
+const MAX_DELAY = 30000;
+
+function channel() { return "room:" + state.room; }
+
+function sendMessage(type, payload) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify({ type, payload, timestamp: Date.now() }));
+    return true;
+  }
+  return false;
+}
+
+function setStatus(kind, text) {
+  $("status").dataset.state = kind;
+  $("status-text").textContent = text;
+  $("send").disabled = kind !== "online";
+}
+
+function addLine(text, options = {}) {
+  const item = document.createElement("li");
+  if (options.system) item.className = "system";
+  if (options.mine) item.className = "mine";
+  if (options.who) {
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = options.who;
+    item.appendChild(who);
+  }
+  item.appendChild(document.createTextNode(text));
+  $("messages").appendChild(item);
+  $("messages").scrollTop = $("messages").scrollHeight;
+}
+
+function renderTyping() {
+  const names = [...state.typers.keys()];
+  $("typing").textContent = names.length === 0 ? ""
+    : names.length === 1 ? `${names[0]} is typing…`
+    : `${names.join(", ")} are typing…`;
+}
+
+function handleMessage(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch (e) { console.warn("not JSON", data); return; }
+  const p = msg.payload || {};
+  switch (msg.type) {
+    case "chat":
+      if (p.channel !== channel()) return;
+      state.typers.delete(p.user); renderTyping();
+      addLine(p.text, { who: p.user, mine: p.user === state.user });
+      break;
+    case "typing":
+      if (p.channel !== channel() || p.user === state.user) return;
+      clearTimeout(state.typers.get(p.user));
+      if (p.typing) {
+        state.typers.set(p.user, setTimeout(() => { state.typers.delete(p.user); renderTyping(); }, 3000));
+      } else {
+        state.typers.delete(p.user);
+      }
+      renderTyping();
+      break;
+    case "presence":
+    case "subscribed":
+      if (p.channel === channel()) $("count").textContent = p.count ?? p.subscribers;
+      break;
+    case "notification":
+      addLine(String(p.message), { system: true });
+      break;
+    case "pong":
+      if (p && p.sent) $("latency").textContent = `round trip ${Date.now() - p.sent} ms`;
+      break;
+    case "error":
+      addLine("server: " + p.error, { system: true });
+      break;
+    default:
+      console.log("unknown message type", msg.type);
+  }
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+  setStatus("connecting", state.attempt ? `reconnecting (attempt ${state.attempt})…` : "connecting…");
+  const ws = new WebSocket(url);
+  state.ws = ws;
+  ws.addEventListener("open", () => {
+    const again = state.attempt > 0;
+    state.attempt = 0;
+    $("reconnect").hidden = true;
+    setStatus("online", "connected");
+    sendMessage("subscribe", { channel: channel() });
+    if (again) addLine("reconnected", { system: true });
+    clearInterval(state.pingTimer);
+    state.pingTimer = setInterval(() => sendMessage("ping", { sent: Date.now() }), 15000);
+    sendMessage("ping", { sent: Date.now() });
+  });
+  ws.addEventListener("message", (event) => handleMessage(event.data));
+  ws.addEventListener("error", () => console.warn("WebSocket error"));
+  ws.addEventListener("close", (event) => {
+    if (state.ws !== ws) return;
+    clearInterval(state.pingTimer);
+    setStatus("offline", `disconnected (code ${event.code})`);
+    scheduleReconnect(event.code);
+  });
+}
+
+// Exponential backoff: 1 s, 2 s, 4 s, … capped at 30 s.
+function scheduleReconnect(code) {
+  const delay = Math.min(1000 * 2 ** state.attempt, MAX_DELAY);
+  state.attempt += 1;
+  const notice = $("reconnect");
+  notice.hidden = false;
+  notice.textContent = `Connection lost (code ${code}). Reconnecting in ${delay / 1000} s…`;
+  state.retryTimer = setTimeout(connect, delay);
+}
+
+function joinRoom(name) {
+  const room = name.trim() || "lobby";
+  if (room === state.room) return;
+  sendMessage("unsubscribe", { channel: channel() });
+  state.room = room;
+  state.typers.clear(); renderTyping();
+  $("messages").textContent = "";
+  $("room-name").textContent = room;
+  $("count").textContent = "0";
+  sendMessage("subscribe", { channel: channel() });
+  addLine(`you joined ${room}`, { system: true });
+}
+
+function sendTyping(typing) {
+  sendMessage("typing", { channel: channel(), user: state.user, typing });
+}
+
+$("name").value = state.user;
+$("name").addEventListener("change", () => {
+  state.user = $("name").value.trim() || state.user;
+  $("name").value = state.user;
+  localStorage.setItem("rawws-user", state.user);
+});
+$("room-form").addEventListener("submit", (event) => { event.preventDefault(); joinRoom($("room").value); });
+$("text").addEventListener("input", () => {
+  const now = Date.now();
+  if (now - state.lastTypingSent > 1000) { state.lastTypingSent = now; sendTyping(true); }
+  clearTimeout(state.stopTypingTimer);
+  state.stopTypingTimer = setTimeout(() => { state.lastTypingSent = 0; sendTyping(false); }, 2000);
+});
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("text").value.trim();
+  if (!text) return;
+  state.user = $("name").value.trim() || state.user;
+  if (sendMessage("chat", { channel: channel(), text, user: state.user })) {
+    $("text").value = "";
+    clearTimeout(state.stopTypingTimer);
+    state.lastTypingSent = 0;
+  }
+});
+
+connect();

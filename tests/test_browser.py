@@ -1,0 +1,121 @@
+"""End to end in headless Chromium: two pages chat through `python -m rawws`, survive a restart.
+
+Chromium is driven over the DevTools protocol with rawws's own client. In CI
+(CI=true) a missing browser fails the test; elsewhere it skips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cdp import Browser, Page, find_chromium
+from tests.conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    executable = find_chromium()
+    if executable is None:
+        if IN_CI:
+            pytest.fail("Chromium is required in CI (apt-get install chromium)")
+        pytest.skip("Chromium is not installed")
+    browser = Browser(executable)
+    yield browser
+    browser.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_demo(port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rawws", "--port", str(port)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert re.search(rf"http://127\.0\.0\.1:{port}/", line), line
+    return process
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(10)
+
+
+def js_set(page: Page, element: str, value: str, event: str) -> None:
+    page.evaluate(
+        f"(() => {{ const e = document.getElementById({element!r}); e.value = {value!r};"
+        f" e.dispatchEvent(new Event({event!r}, {{bubbles: true}})); }})()"
+    )
+
+
+def submit(page: Page, form: str) -> None:
+    page.evaluate(f"document.getElementById({form!r}).requestSubmit()")
+
+
+def text_of(element: str) -> str:
+    return f"document.getElementById({element!r}).textContent"
+
+
+def test_two_pages_chat_type_count_and_reconnect(chromium: Browser, tmp_path: Path) -> None:
+    port = free_port()
+    server = start_demo(port)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        alice = chromium.new_page(url)
+        bob = chromium.new_page(url, width=420, height=760)  # phone-sized
+        for page, name in ((alice, "Alice"), (bob, "Bob")):
+            page.wait_for("document.getElementById('status').dataset.state === 'online'")
+            js_set(page, "name", name, "change")
+            js_set(page, "room", "e2e", "input")
+            submit(page, "room-form")
+        for page in (alice, bob):
+            page.wait_for(f"{text_of('count')} === '2'")  # the live room count
+
+        # Typing indicator appears in the other tab, then clears itself.
+        js_set(alice, "text", "Hel", "input")
+        bob.wait_for(f"{text_of('typing')}.includes('Alice is typing')")
+        bob.wait_for(f"{text_of('typing')} === ''", timeout=8)
+
+        js_set(alice, "text", "Hello from Alice", "input")
+        submit(alice, "composer")
+        bob.wait_for(f"{text_of('messages')}.includes('Hello from Alice')")
+        js_set(bob, "text", "Hi Alice! Bob here, on a phone-sized screen.", "input")
+        submit(bob, "composer")
+        alice.wait_for(f"{text_of('messages')}.includes('Bob here')")
+        shot = tmp_path / "screenshot.png"
+        alice.screenshot(shot)
+        assert shot.stat().st_size > 5000
+        if os.environ.get("RAWWS_UPDATE_SCREENSHOT"):
+            shutil.copy(shot, ROOT / "docs" / "screenshot.png")
+
+        # The server goes away: both pages say so and retry with backoff ...
+        stop(server)
+        for page in (alice, bob):
+            page.wait_for("document.getElementById('status').dataset.state === 'offline'")
+            page.wait_for(f"{text_of('reconnect')}.includes('Reconnecting in')")
+        # ... and when it is back on the same port, they reconnect and carry on.
+        server = start_demo(port)
+        for page in (alice, bob):
+            page.wait_for("document.getElementById('status').dataset.state === 'online'", timeout=20)
+            page.wait_for(f"{text_of('count')} === '2'")
+        js_set(bob, "text", "Back again", "input")
+        submit(bob, "composer")
+        alice.wait_for(f"{text_of('messages')}.includes('Back again')")
+    finally:
+        stop(server)
