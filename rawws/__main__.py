@@ -65,7 +65,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .pubsub import serve_broker
 
         server = serve_broker(
-            args.host, args.port, max_pending=args.max_pending, overflow=args.overflow, **_server_options(args)
+            args.host,
+            args.port,
+            max_pending=args.max_pending,
+            overflow=args.overflow,
+            redis=args.redis,
+            **_server_options(args),
         )
         what = "pub/sub server"
     else:
@@ -149,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--broker", action="store_true", help="the pub/sub server (JSON protocol, see README)")
     s.add_argument("--max-pending", type=int, default=1000, help="--broker: messages queued per slow client")
     s.add_argument("--overflow", choices=["close", "drop_oldest"], default="close", help="--broker: slow client policy")
+    s.add_argument("--redis", metavar="URL", help="--broker: share channels through Redis (redis://host:port/db)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--max-size", type=_size, default=2**20, help="largest message (e.g. 64MiB, none); default 1MiB")

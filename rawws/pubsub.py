@@ -272,15 +272,29 @@ def serve_broker(
     max_pending: int = 1000,
     overflow: str = "close",
     max_message_size: int = 65536,
+    redis: str | None = None,
     **serve_options: Any,
 ) -> Server:
     """Run the pub/sub server; the returned :class:`Server` has a ``broker`` attribute.
 
     ``max_pending``: messages queued for one slow client before ``overflow``
     applies (``"close"``: close it with 1013; ``"drop_oldest"``). Other
-    options go to :func:`rawws.serve`.
+    options go to :func:`rawws.serve`. ``redis="redis://host:port/db"`` (or
+    ``rediss://``) shares channels with every other node on that Redis through
+    :class:`~rawws.redis_backend.RedisBackend` (needs ``pip install 'rawws[redis]'``).
     """
-    broker = broker or MessageBroker()
+    if broker is None:
+        if redis is not None:
+            from .redis_backend import RedisBackend
+
+            backend = RedisBackend(redis)
+            broker = MessageBroker(backend)
+            if not backend.wait_connected(5):
+                logger.warning("Redis at %s is not reachable yet: serving local subscribers meanwhile", redis)
+        else:
+            broker = MessageBroker()
+    elif redis is not None:
+        raise ValueError("pass either broker= or redis=, not both")
     handler = broker_handler(broker, max_pending=max_pending, overflow=overflow, max_message_size=max_message_size)
     server = serve(handler, host, port, **serve_options)
     server.broker = broker

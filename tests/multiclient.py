@@ -20,13 +20,14 @@ __all__ = ["MultiClient"]
 
 
 class MultiClient:
-    def __init__(self, port: int, count: int, path: str = "/") -> None:
+    def __init__(self, port: int | list[int], count: int, path: str = "/") -> None:
+        ports = port if isinstance(port, list) else [port]
         self.selector = selectors.DefaultSelector()
         self.sockets: list[socket.socket] = []
         self.parsers: list[FrameParser] = []
         self.closed: list[int | None] = [None] * count  # close code received, per client
         for index in range(count):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock = socket.create_connection(("127.0.0.1", ports[index % len(ports)]), timeout=10)
             request = (
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {generate_key()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
