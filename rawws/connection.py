@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Union
 
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidState
@@ -294,31 +294,16 @@ class Connection:
         :class:`ConnectionClosed` if the connection is closed. If another
         thread is in the middle of a fragmented message, this waits for it.
         """
-        self._nowait(message, None)
+        self._enqueue((message,), None, write=True)
 
-    def send_many_nowait(self, messages: Iterable[Message], *, write: bool = True) -> None:
+    def send_many_nowait(self, messages: Sequence[Message], *, write: bool = True) -> None:
         """:meth:`send_nowait` for several messages at once: one write for all of them.
 
         With ``write=False`` the messages are only queued, in order; a later
         :meth:`flush_nowait` (or any send) writes them. That lets a caller
         order messages under its own lock and do the system call outside it.
         """
-        protocol = self.protocol
-        with self._proto_lock:
-            if protocol.state is not State.OPEN or self._write_error is not None:
-                raise self._closed_exception()
-            fragmenting = protocol._out_opcode is not None
-            if not fragmenting:
-                for message in messages:
-                    if isinstance(message, str):
-                        protocol.send_text(message)
-                    else:
-                        protocol.send_binary(message)
-        if fragmenting:
-            for message in messages:
-                self._send_message(message)
-        elif write:
-            self._flush(blocking=False)
+        self._enqueue(messages, None, write=write)
 
     def flush_nowait(self) -> None:
         """Write what is queued as far as the socket takes it now; a background flush does the rest."""
@@ -329,26 +314,30 @@ class Connection:
         """Bytes accepted by send but not yet written to the socket (like the browser's ``bufferedAmount``)."""
         return self._writing + sum(len(b) for b in self._unsent) + sum(len(b) for b in self.protocol._out)
 
-    def _nowait(self, message: Message, frame: bytes | None) -> None:
-        """send_nowait, optionally with the frame already encoded (by :func:`rawws.broadcast`)."""
+    def _enqueue(self, messages: Sequence[Message], frame: bytes | None, *, write: bool) -> None:
+        """Encode ``messages`` into the protocol's output (or queue ``frame``, the one message already
+        encoded by :func:`rawws.broadcast`), then write without blocking."""
         protocol = self.protocol
         with self._proto_lock:
             if protocol.state is not State.OPEN or self._write_error is not None:
                 raise self._closed_exception()
             fragmenting = protocol._out_opcode is not None
             if not fragmenting:
-                if frame is None:
-                    if isinstance(message, str):
-                        protocol.send_text(message)
-                    else:
-                        protocol.send_binary(message)
-                else:
+                if frame is not None:
                     if protocol.trace is not None:
-                        protocol.trace(">", 1 if type(message) is str else 2, True, frame)
+                        opcode = 1 if isinstance(messages[0], str) else 2
+                        protocol.trace(">", opcode, True, _encoded(messages[0]))
                     protocol._out.append(frame)
+                else:
+                    for message in messages:
+                        if isinstance(message, str):
+                            protocol.send_text(message)
+                        else:
+                            protocol.send_binary(message)
         if fragmenting:
-            self._send_message(message)
-        else:
+            for message in messages:
+                self._send_message(message)  # waits for the fragmented message to end
+        elif write:
             self._flush(blocking=False)
 
     def ping(self, data: bytes | str | None = None) -> PongWaiter:
@@ -950,6 +939,10 @@ class Connection:
             preview,
             "…" if len(payload) > 24 else "",
         )
+
+
+def _encoded(message: Message) -> bytes:
+    return message.encode("utf-8") if isinstance(message, str) else message
 
 
 def _peername(sock: socket.socket) -> Any:

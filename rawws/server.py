@@ -271,8 +271,9 @@ class Server:
             sock.settimeout(self.options["close_timeout"] or 5.0)
             sock.sendall(response.serialize())
             sock.shutdown(socket.SHUT_WR)
-            # Read what the client still sends so that closing does not reset the connection
-            # before it has read our answer.
+            # Read what the client still sends (for at most a second) so that closing does not
+            # reset the connection before it has read our answer.
+            sock.settimeout(0.25)
             end = time.monotonic() + 1.0
             while time.monotonic() < end and sock.recv(65536):
                 pass
@@ -351,7 +352,7 @@ def broadcast(connections: Iterable[Connection], message: Message, *, backlog_li
             continue
         try:
             if connection.protocol.role is SERVER and not connection.protocol.extensions:
-                connection._nowait(message, frame)
+                connection._enqueue((message,), frame, write=True)
             else:
                 connection.send_nowait(message)
         except ConnectionClosed:
