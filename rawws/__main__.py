@@ -41,6 +41,14 @@ def _setup_logging(level: str, trace: bool) -> None:
     )
 
 
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.certfile:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.certfile, args.keyfile)
+    return context
+
+
 def _server_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {
         "max_size": args.max_size,
@@ -48,11 +56,8 @@ def _server_options(args: argparse.Namespace) -> dict[str, Any]:
         "origins": args.origin or None,
         "subprotocols": args.subprotocol or None,
         "ping_interval": args.ping_interval or None,
+        "ssl": _tls_context(args),
     }
-    if args.certfile:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(args.certfile, args.keyfile)
-        options["ssl"] = context
     return options
 
 
@@ -88,14 +93,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.trace)
     from .demo import serve_demo
 
-    options: dict[str, Any] = {}
-    scheme = "http"
-    if args.certfile:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(args.certfile, args.keyfile)
-        options["ssl"] = context
-        scheme = "https"
-    server = serve_demo(args.host, args.port, **options)
+    scheme = "https" if args.certfile else "http"
+    server = serve_demo(args.host, args.port, ssl=_tls_context(args))
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"rawws chat demo on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
     with server:

@@ -479,11 +479,7 @@ class Connection:
             try:
                 self._read_until(predicate, deadline)
             finally:
-                with self._lock:
-                    self._reading = False
-                    self._rearm_locked()
-                    if self._waiters and self._cond is not None:
-                        self._cond.notify_all()
+                self._stop_reading()
 
     def _read_until(self, predicate: Callable[[], bool], deadline: float | None) -> None:
         sock = self.socket
@@ -532,11 +528,15 @@ class Connection:
                 if not (self._tls and self.socket.pending()):  # type: ignore[attr-defined]
                     break
         finally:
-            with self._lock:
-                self._reading = False
-                self._rearm_locked()
-                if self._waiters and self._cond is not None:
-                    self._cond.notify_all()
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """Give up the read side: hand the socket back to the reactor and wake any waiter."""
+        with self._lock:
+            self._reading = False
+            self._rearm_locked()
+            if self._waiters and self._cond is not None:
+                self._cond.notify_all()
 
     def _rearm_locked(self) -> None:
         """With ``_lock`` held and nobody reading: watch the socket in the reactor unless paused."""
