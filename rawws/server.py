@@ -98,6 +98,8 @@ class Server:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._stopped = threading.Event()
+        self._accepting = threading.Event()  # the accept loop is running (in some thread)
+        self._accept_ident = 0
         self._accept_thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         sock.setblocking(False)
@@ -126,6 +128,8 @@ class Server:
         return self
 
     def _accept_loop(self) -> None:
+        self._accept_ident = threading.get_ident()
+        self._accepting.set()
         selector = selectors.DefaultSelector()
         selector.register(self.socket, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
@@ -308,8 +312,9 @@ class Server:
                 self._wake_w.send(b"\0")
             except OSError:
                 pass
-        if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
-            self._accept_thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self._accepting.is_set() and threading.get_ident() != self._accept_ident:
+            # Wait for the accept loop (in start()'s thread or in serve_forever()) to let go of the socket.
+            self._stopped.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self.socket.close()
         with self._lock:
             connections = list(self.connections)

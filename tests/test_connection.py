@@ -369,3 +369,22 @@ def test_connect_refused_and_open_timeout() -> None:
     listener.close()
     with pytest.raises(ConnectionRefusedError):
         connect(f"ws://127.0.0.1:{port}", open_timeout=2)
+
+
+def test_shutdown_from_a_handler_ends_serve_forever() -> None:
+    from rawws.server import serve
+
+    def handler(ws: Any) -> None:
+        if ws.recv(timeout=5) == "stop":
+            ws.server.shutdown(timeout=5)  # from inside a handler: must not wait for itself
+
+    server = serve(handler, "127.0.0.1", 0)
+    runner = threading.Thread(target=server.serve_forever)
+    runner.start()
+    with connect(url(server)) as ws:
+        ws.send("stop")
+        with pytest.raises(ConnectionClosedOK) as info:
+            ws.recv(timeout=10)
+        assert info.value.code == 1001
+    runner.join(10)
+    assert not runner.is_alive()
