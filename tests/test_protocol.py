@@ -225,3 +225,12 @@ def test_random_bytes_never_raise_and_stay_bounded(data: bytes, cuts: list[int],
                 assert isinstance(event.error, ProtocolError)
                 assert event.error.close_code in (1002, 1007, 1009)
         assert protocol.parser_buffered <= max_size + 14 + len(chunk)
+
+
+def test_the_module_docstring_walkthrough_runs() -> None:
+    """The REPL session at the top of protocol.py (and in the README) is real."""
+    import doctest
+
+    import rawws.protocol
+
+    assert doctest.testmod(rawws.protocol).failed == 0
