@@ -12,7 +12,7 @@ from typing import Any
 
 from .client import connect
 from .exceptions import ConnectionClosed, RawwsError
-from .server import serve
+from .server import Server, serve
 
 __all__ = ["main"]
 
@@ -81,9 +81,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         server = serve(_echo, args.host, args.port, **_server_options(args))
         what = "echo server"
-    scheme = "wss" if args.certfile else "ws"
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"rawws {what} on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
+    return _run(server, what, "wss" if args.certfile else "ws", args.host)
+
+
+def _run(server: Server, what: str, scheme: str, host: str) -> int:
+    """Print where the server listens (the first line of output, which tests read) and serve."""
+    shown = f"[{host}]" if ":" in host else host
+    print(f"rawws {what} on {scheme}://{shown}:{server.port}/ (Ctrl-C to stop)", flush=True)
     with server:
         server.serve_forever()
     return 0
@@ -93,13 +97,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.trace)
     from .demo import serve_demo
 
-    scheme = "https" if args.certfile else "http"
     server = serve_demo(args.host, args.port, ssl=_tls_context(args))
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"rawws chat demo on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
-    with server:
-        server.serve_forever()
-    return 0
+    return _run(server, "chat demo", "https" if args.certfile else "http", args.host)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
