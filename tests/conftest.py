@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from websockets.sync.server import serve as ws_serve
 
 from rawws.server import Server, serve
 
@@ -46,3 +47,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: fl
             return True
         event.wait(interval)
     return predicate()
+
+
+@pytest.fixture
+def websockets_server() -> Iterator[Callable[..., int]]:
+    """``start(handler, **options)`` → the port of a `websockets` sync server (a real peer)."""
+    servers: list[Any] = []
+
+    def start(handler: Callable[[Any], None], **options: Any) -> int:
+        server = ws_serve(handler, "127.0.0.1", 0, **options)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        port: int = server.socket.getsockname()[1]
+        return port
+
+    yield start
+    for server in servers:
+        server.shutdown()

@@ -6,6 +6,7 @@ spend the test's time fighting over the GIL instead of reading.
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import socket
@@ -16,7 +17,7 @@ from rawws.frames import FrameParser, apply_mask, encode_header
 from rawws.handshake import generate_key
 from rawws.http11 import HeadParser, Response
 
-__all__ = ["MultiClient"]
+__all__ = ["MultiClient", "FirehoseTally"]
 
 
 class MultiClient:
@@ -90,3 +91,21 @@ class MultiClient:
         for sock in self.sockets:
             sock.close()
         self.selector.close()
+
+
+class FirehoseTally:
+    """What each of ``count`` subscribers got of the pub/sub protocol's ``[publisher, seq]`` messages."""
+
+    def __init__(self, count: int) -> None:
+        self.subscribed = [False] * count
+        self.seen: list[dict[int, list[int]]] = [{} for _ in range(count)]
+        self.counts = [0] * count
+
+    def on_text(self, index: int, text: str) -> None:
+        message = json.loads(text)
+        if message["type"] == "subscribed":
+            self.subscribed[index] = True
+        elif message["type"] == "message":
+            publisher, seq = message["payload"]["message"]
+            self.seen[index].setdefault(publisher, []).append(seq)
+            self.counts[index] += 1

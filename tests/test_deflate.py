@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
@@ -14,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory
 from websockets.sync.client import connect as ws_connect
-from websockets.sync.server import serve as ws_serve
 
 from rawws import ConnectionClosedError, InvalidHandshake, connect
 from rawws.extensions.permessage_deflate import (
@@ -318,28 +316,6 @@ def test_rawws_server_websockets_client(start_server: StartServer, config: dict[
         assert len(texts[1].payload) < len(texts[0].payload)  # context takeover at work
 
 
-@pytest.fixture
-def websockets_deflate_server() -> Iterator[Callable[..., int]]:
-    servers: list[Any] = []
-
-    def start(**config: Any) -> int:
-        factory = ServerPerMessageDeflateFactory(**config)
-
-        def handler(ws: Any) -> None:
-            for message in ws:
-                ws.send(message)
-
-        server = ws_serve(handler, "127.0.0.1", 0, extensions=[factory], compression=None)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        port: int = server.socket.getsockname()[1]
-        return port
-
-    yield start
-    for server in servers:
-        server.shutdown()
-
-
 @pytest.mark.parametrize(
     ("server_config", "client_config"),
     [
@@ -350,9 +326,10 @@ def websockets_deflate_server() -> Iterator[Callable[..., int]]:
     ],
 )
 def test_rawws_client_websockets_server(
-    websockets_deflate_server: Callable[..., int], server_config: dict[str, Any], client_config: DeflateConfig
+    websockets_server: Callable[..., int], server_config: dict[str, Any], client_config: DeflateConfig
 ) -> None:
-    port = websockets_deflate_server(**server_config)
+    factory = ServerPerMessageDeflateFactory(**server_config)
+    port = websockets_server(echo, extensions=[factory], compression=None)
     proxy = RecordingProxy(port)
     with connect(f"ws://127.0.0.1:{proxy.port}/", compression=client_config) as ws:
         assert ws.protocol.extensions

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.sync.client import connect as ws_connect
-from websockets.sync.server import serve as ws_serve
 
 from rawws import ConnectionClosedError, ConnectionClosedOK
 from rawws.client import connect
@@ -75,29 +74,8 @@ def test_websockets_client_close_code_reaches_handler(start_server: StartServer)
 # --- websockets server, rawws client ----------------------------------------------------
 
 
-@pytest.fixture
-def websockets_server() -> Iterator[Callable[..., int]]:
-    servers: list[Any] = []
-
-    def start(handler: Callable[[Any], None], **options: Any) -> int:
-        server = ws_serve(handler, "127.0.0.1", 0, **options)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        port: int = server.socket.getsockname()[1]
-        return port
-
-    yield start
-    for server in servers:
-        server.shutdown()
-
-
-def ws_echo(ws: Any) -> None:
-    for message in ws:
-        ws.send(message)
-
-
 def test_rawws_client_against_websockets_server(websockets_server: Callable[..., int]) -> None:
-    port = websockets_server(ws_echo, max_size=4 * MIB)
+    port = websockets_server(echo, max_size=4 * MIB)
     with connect(f"ws://127.0.0.1:{port}/path?q=1", max_size=4 * MIB) as ws:
         ws.send("héllo")
         assert ws.recv(timeout=5) == "héllo"

@@ -18,7 +18,7 @@ from rawws.client import ClientConnection
 from rawws.server import Server
 from tests.conftest import wait_until
 from tests.hostile import HostilePeer
-from tests.multiclient import MultiClient
+from tests.multiclient import FirehoseTally, MultiClient
 
 
 @pytest.fixture
@@ -152,18 +152,8 @@ def test_hundred_subscribers_ten_publishers(broker_process: int) -> None:
     for index in range(100):
         subscribers.send_text(index, make_message("subscribe", {"channel": "firehose"}))
     per_publisher = 1000
-    seen: list[dict[int, list[int]]] = [{} for _ in range(100)]
-    counts = [0] * 100
-    subscribed = [False] * 100
-
-    def on_text(index: int, text: str) -> None:
-        message = json.loads(text)
-        if message["type"] == "subscribed":
-            subscribed[index] = True
-        elif message["type"] == "message":
-            publisher, seq = message["payload"]["message"]
-            seen[index].setdefault(publisher, []).append(seq)
-            counts[index] += 1
+    tally = FirehoseTally(100)
+    on_text, subscribed, seen, counts = tally.on_text, tally.subscribed, tally.seen, tally.counts
 
     assert subscribers.run(on_text, lambda: all(subscribed), timeout=30)
     errors: list[BaseException] = []

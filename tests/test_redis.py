@@ -22,7 +22,7 @@ import pytest
 
 from rawws import connect, make_message, send_message
 from tests.conftest import IN_CI, wait_until
-from tests.multiclient import MultiClient
+from tests.multiclient import FirehoseTally, MultiClient
 
 redis = pytest.importorskip("redis") if not IN_CI else __import__("redis")
 
@@ -127,18 +127,8 @@ def test_three_nodes_hundred_clients_ten_publishers(redis_server: RedisServer, n
     clients = MultiClient([n.port for n in nodes], 100)
     for index in range(100):
         clients.send_text(index, make_message("subscribe", {"channel": "firehose"}))
-    subscribed = [False] * 100
-    seen: list[dict[int, list[int]]] = [{} for _ in range(100)]
-    counts = [0] * 100
-
-    def on_text(index: int, text: str) -> None:
-        message = json.loads(text)
-        if message["type"] == "subscribed":
-            subscribed[index] = True
-        elif message["type"] == "message":
-            publisher, seq = message["payload"]["message"]
-            seen[index].setdefault(publisher, []).append(seq)
-            counts[index] += 1
+    tally = FirehoseTally(100)
+    on_text, subscribed, seen, counts = tally.on_text, tally.subscribed, tally.seen, tally.counts
 
     assert clients.run(on_text, lambda: all(subscribed), timeout=30)
     assert wait_until(lambda: redis_server.subscribers("firehose") == 3, 10)  # one Redis subscription per node
