@@ -43,6 +43,8 @@ def connect(
     max_queue: int | None = 16,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
+    write_limit: int | None = 2**20,
+    write_timeout: float | None = 20.0,
     sock: socket.socket | None = None,
     logger: logging.Logger | None = None,
 ) -> ClientConnection:
@@ -126,6 +128,8 @@ def connect(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         close_timeout=close_timeout,
+        write_limit=write_limit,
+        write_timeout=write_timeout,
         logger=log,
         leftover=parser.remainder,
     )

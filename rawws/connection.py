@@ -17,6 +17,22 @@ write lock. Control frames produced while reading (pongs, the close reply)
 are written by the reader if the write lock is free and otherwise by the
 thread that holds it, right after its own bytes, so a reader never waits for
 a writer. Bytes always reach the wire in the order the protocol produced them.
+
+Bounds (what one peer can make a connection hold). Parsing stops once
+``max_queue`` messages wait for the handler: the rest stays as received bytes
+(one read, 64 KiB) and then in the kernel, so compressed messages are not
+inflated ahead of the handler. A message being assembled costs about its own
+size, however it is fragmented (fragments are merged into one buffer), and is
+capped by ``max_size``. When the peer does not read what rawws writes to it
+(a background flush is stuck) and either a pong is owed to it or more than
+``write_limit`` bytes wait behind the flush, reading from that peer stops
+until the flush drains, so a ping flood is pushed back by TCP; if the flush
+takes nothing for ``write_timeout`` seconds the connection is dropped (that
+holds for a blocked ``send()`` too).
+Several pings answered while a pong is still unsent get one pong (§5.5.3).
+So a connection holds at most about ``(max_queue + 1) × max_size`` of
+received data, plus one read, plus ``write_limit`` (and what the application
+itself queues with ``send_nowait``).
 """
 
 from __future__ import annotations
@@ -54,9 +70,44 @@ __all__ = ["Connection", "PongWaiter"]
 _MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 _READ_SIZE = 65536
+_SEPARATE_PIECES = 64
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 Message = Union[str, bytes]
+
+
+class _Pieces:
+    """Queue item: the part of a fragmented message that arrived before recv() took it.
+
+    The first :data:`_SEPARATE_PIECES` fragments stay separate (``recv_streaming``
+    yields them as they were framed); fragments after those, while this is
+    still the newest item, are appended to one buffer. So a message in a
+    million 1-byte fragments costs about a megabyte, not a million objects.
+    Merged text is kept as UTF-8 (the protocol validated it) and decoded when taken.
+    """
+
+    __slots__ = ("text", "chunks", "merged", "last")
+
+    def __init__(self, data: str | bytes, last: bool) -> None:
+        self.text = isinstance(data, str)
+        self.chunks = [data]
+        self.merged: bytearray | None = None
+        self.last = last
+
+    def add(self, data: str | bytes, last: bool) -> None:
+        self.last = last
+        if self.merged is None:
+            if len(self.chunks) < _SEPARATE_PIECES:
+                self.chunks.append(data)
+                return
+            self.merged = bytearray()
+        self.merged += data.encode("utf-8") if isinstance(data, str) else data
+
+    def values(self) -> list[str | bytes]:
+        if self.merged is None:
+            return self.chunks
+        merged = self.merged.decode("utf-8") if self.text else bytes(self.merged)
+        return [*self.chunks, merged]
 
 
 class _Failed:
@@ -120,6 +171,8 @@ class Connection:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float | None = 10.0,
+        write_limit: int | None = 2**20,
+        write_timeout: float | None = 20.0,
         logger: logging.Logger | None = None,
         leftover: bytes = b"",
         remote_address: Any = None,
@@ -133,6 +186,8 @@ class Connection:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
+        self.write_limit = write_limit
+        self.write_timeout = write_timeout
         self.logger = logger or logging.getLogger("rawws")
         self.local_address: Any = sock.getsockname()
         self.remote_address: Any = remote_address if remote_address is not None else _peername(sock)
@@ -152,12 +207,13 @@ class Connection:
         self._lock = threading.Lock()  # guards the queue and the read-side flags below
         self._cond: threading.Condition | None = None  # made on first wait: most connections never need one
         self._waiters = 0  # threads in _cond.wait(): notify only when someone listens
-        self._queue: deque[Message | Fragment | _Failed] = deque()
+        self._queue: deque[Message | _Pieces | _Failed] = deque()
         self._partial: list[Any] = []  # fragments of a message recv() has begun to return
         self._recv_mutex = threading.Lock()
         self._reading = False  # a thread (or the reactor) owns the read side
         self._armed = False
         self._paused = False  # the queue is full: nobody reads until it drains
+        self._write_paused = False  # the peer is not reading what we write: nobody reads until it does
         self._eof = False
         self._aborted = False
         self._terminated = False
@@ -174,6 +230,7 @@ class Connection:
         """Called (on a background thread) when a backlog left by send_nowait has been written."""
         self._write_poller: Any = None
         self._write_error: BaseException | None = None
+        self._flushers = 0  # background flushes running: the socket did not take everything
 
         # Closing and keepalive.
         self._closed_by: str | None = None
@@ -233,20 +290,22 @@ class Connection:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 item = self._next_item(deadline)
-                if isinstance(item, Fragment):
-                    self._partial.append(item.data)
+                if type(item) is _Pieces:
+                    self._partial.extend(item.values())
                     if item.last:
                         parts, self._partial = self._partial, []
                         return "".join(parts) if isinstance(parts[0], str) else b"".join(parts)
                     continue
-                return item
+                return item  # type: ignore[return-value]
 
     def recv_streaming(self, timeout: float | None = None) -> Iterator[Message]:
         """Yield the next message piece by piece, as its frames arrive (§5.4).
 
         Each piece is ``str`` for a text message or ``bytes`` for a binary
-        one; a message that was not fragmented comes as a single piece. Use
-        this for messages too large to hold at once.
+        one; a message that was not fragmented comes as a single piece. When
+        more than 64 fragments pile up before you take them, the later ones
+        come merged into one piece (§5.4 lets intermediaries re-fragment
+        anyway). Use this for messages too large to hold at once.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._recv_mutex:
@@ -254,12 +313,12 @@ class Connection:
                 raise InvalidState("recv() timed out inside a fragmented message; call recv() to finish it")
             while True:
                 item = self._next_item(deadline)
-                if isinstance(item, Fragment):
-                    yield item.data
+                if type(item) is _Pieces:
+                    yield from item.values()
                     if item.last:
                         return
                 else:
-                    yield item
+                    yield item  # type: ignore[misc]
                     return
 
     def __iter__(self) -> Iterator[Message]:
@@ -312,7 +371,11 @@ class Connection:
     @property
     def buffered_amount(self) -> int:
         """Bytes accepted by send but not yet written to the socket (like the browser's ``bufferedAmount``)."""
-        return self._writing + sum(len(b) for b in self._unsent) + sum(len(b) for b in self.protocol._out)
+        return self._writing + self._backlog()
+
+    def _backlog(self) -> int:
+        """Bytes queued to write that no writer is writing right now."""
+        return sum(len(b) for b in self._unsent) + self.protocol.output_size
 
     def _enqueue(self, messages: Sequence[Message], frame: bytes | None, *, write: bool) -> None:
         """Encode ``messages`` into the protocol's output (or queue ``frame``, the one message already
@@ -428,7 +491,7 @@ class Connection:
             if self._paused and not self._reading and self._below_queue_limit():
                 self._rearm_locked()
 
-    def _next_item(self, deadline: float | None) -> Message | Fragment:
+    def _next_item(self, deadline: float | None) -> Message | _Pieces:
         queue = self._queue
         while True:
             with self._lock:
@@ -463,7 +526,7 @@ class Connection:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    if not self._reading and not self._eof:
+                    if not self._reading and not self._eof and not self._write_paused:
                         self._reading = True
                         if self._armed:
                             self._reactor.disarm(self._fd)
@@ -484,6 +547,11 @@ class Connection:
     def _read_until(self, predicate: Callable[[], bool], deadline: float | None) -> None:
         sock = self.socket
         while not predicate() and not self._eof:
+            if self.protocol.input_waiting:
+                self._process(b"")  # bytes left unparsed while the queue was full
+                continue
+            if self._writes_stuck():
+                return  # the caller waits for the flush to drain (see _rearm_locked)
             try:
                 data = sock.recv(_READ_SIZE)
             except _WOULD_BLOCK:
@@ -513,7 +581,9 @@ class Connection:
                 return
             self._reading = True
         try:
-            while True:
+            if self.protocol.input_waiting:
+                self._process(b"")  # bytes left unparsed while the queue was full
+            while self._below_queue_limit() or self._closing():
                 try:
                     data = self.socket.recv(_READ_SIZE)
                 except _WOULD_BLOCK:
@@ -546,17 +616,45 @@ class Connection:
             self._paused = True
             return
         self._paused = False
+        if self._writes_stuck():
+            self._write_paused = True
+            return
+        self._write_paused = False
         self._armed = True
-        self._reactor.arm(self._fd, self._on_readable)
+        if self.protocol.input_waiting:
+            call_later(0, self._on_readable)  # whole frames may wait in the parser: no readiness event will come
+        else:
+            self._reactor.arm(self._fd, self._on_readable)
+
+    def _writes_stuck(self) -> bool:
+        """Whether the peer is not reading what we write and more waits for it (stop reading from it)."""
+        if not self._flushers or self._aborted or self._write_error is not None:
+            return False
+        return self.protocol.pong_pending or (self.write_limit is not None and self._backlog() > self.write_limit)
+
+    def _writes_drained(self) -> None:
+        """A background flush ended: resume reading if it was paused for it."""
+        with self._lock:
+            self._flushers -= 1
+            if self._write_paused and not self._reading:
+                self._write_paused = False
+                self._rearm_locked()
+            if self._waiters and self._cond is not None:
+                self._cond.notify_all()
 
     def _closing(self) -> bool:
         return self._aborted or self.protocol.close_sent is not None or self.protocol.state is not State.OPEN
 
     def _process(self, data: bytes) -> None:
-        """Feed received bytes to the protocol and act on the events (reading owner only)."""
+        """Feed received bytes to the protocol and act on the events (reading owner only).
+
+        The protocol parses at most as many messages as the queue has room for;
+        the rest waits in its buffer (``protocol.input_waiting``).
+        """
+        budget = None if self.max_queue is None or self._closing() else max(1, self.max_queue - len(self._queue))
         with self._proto_lock:
-            events = self.protocol.receive_data(data)
-            pending_output = bool(self.protocol._out)
+            events = self.protocol.receive_data(data, max_messages=budget)
+            pending_output = self.protocol.output_size > 0
         if events:
             self._handle_events(events)
         if pending_output:
@@ -571,8 +669,8 @@ class Connection:
                 kind = type(event)
                 if kind is BinaryMessage or kind is TextMessage:
                     self._queue.append(event.data)  # type: ignore[union-attr]
-                elif isinstance(event, Fragment):
-                    self._queue.append(event)
+                elif kind is Fragment:
+                    self._queue_fragment(event)  # type: ignore[arg-type]
                 elif isinstance(event, Pong):
                     self._pong_received(event.data, time.monotonic())
                 elif isinstance(event, CloseReceived):
@@ -594,6 +692,16 @@ class Connection:
                 self._cond.notify_all()
         if fail_at_once is not None:
             self._fail_now(*fail_at_once)
+
+    def _queue_fragment(self, fragment: Fragment) -> None:
+        """With ``_lock`` held: append a fragment to the newest unfinished piece, or start one."""
+        queue = self._queue
+        if not fragment.first and queue:
+            tail = queue[-1]
+            if type(tail) is _Pieces and not tail.last:
+                tail.add(fragment.data, fragment.last)
+                return
+        queue.append(_Pieces(fragment.data, fragment.last))
 
     def _failure_deadline(self, code: int, reason: str) -> Callable[[], None]:
         return lambda: self._fail_now(code, reason)
@@ -629,9 +737,9 @@ class Connection:
 
     def _shutdown_write(self) -> None:
         """Send FIN after everything queued (§7.1.1: the server closes TCP first)."""
-        if self._unsent or self.protocol._out:
+        if self._unsent or self.protocol.output_size:
             self._flush(blocking=False)
-            if self._unsent or self.protocol._out:
+            if self._unsent or self.protocol.output_size:
                 return  # the flusher shuts down once its bytes are out
         self._start_close_timer()
         try:
@@ -738,7 +846,7 @@ class Connection:
                 break
             with self._send_mutex:  # another thread is sending a fragmented message: wait for its end
                 pass
-        if protocol._out:
+        if protocol.output_size:
             self._flush(blocking=False)
         if self._write_error is not None:
             raise self._closed_exception() from self._write_error
@@ -799,21 +907,26 @@ class Connection:
                         else:
                             self._unsent = self._write_some(data)
                             if self._unsent:
+                                with self._lock:
+                                    self._flushers += 1
                                 threading.Thread(target=self._background_flush, daemon=True).start()
                                 return
-                    if self.protocol.should_close_tcp and not self._unsent and not self.protocol._out:
+                    if self.protocol.should_close_tcp and not self._unsent and not self.protocol.output_size:
                         try:
                             self.socket.shutdown(socket.SHUT_WR)
                         except OSError:
                             pass
             finally:
                 self._write_lock.release()
-            if not self.protocol._out or self._write_error is not None:
+            if not self.protocol.output_size or self._write_error is not None:
                 return
             blocking = persist
 
     def _background_flush(self) -> None:
-        self._flush(blocking=True, persist=True)
+        try:
+            self._flush(blocking=True, persist=True)
+        finally:
+            self._writes_drained()
         callback = self.on_drain
         if callback is not None and not self.buffered_amount and not self._terminated:
             try:
@@ -881,10 +994,16 @@ class Connection:
         return []
 
     def _wait_writable(self) -> None:
+        """Wait until the socket takes more bytes; raise TimeoutError after ``write_timeout`` without any."""
         if self._write_poller is None:
             self._write_poller = select.poll()
             self._write_poller.register(self._fd, select.POLLOUT)
-        self._write_poller.poll()
+        timeout = None if self.write_timeout is None else int(self.write_timeout * 1000)
+        if not self._write_poller.poll(timeout):
+            self.logger.info(
+                "%s read nothing of ours for %ss: dropping the connection", self.remote_address, self.write_timeout
+            )
+            raise TimeoutError(f"the peer read nothing for write_timeout={self.write_timeout}s")
 
     def _write_failed(self, exc: BaseException) -> None:
         self._write_error = exc

@@ -189,6 +189,9 @@ def encode_frame(frame: Frame, *, mask: bool = False, mask_key: bytes | None = N
 
 # --- parsing (§5.2) ------------------------------------------------------------
 
+MIN_FRAGMENT_CHARGE = 64
+"""Bytes a non-final data frame counts toward ``max_size`` at the least (see :class:`FrameParser`)."""
+
 _unpack_short = struct.Struct("!H").unpack_from
 _unpack_long = struct.Struct("!Q").unpack_from
 
@@ -201,7 +204,14 @@ class FrameParser:
     ``allowed_rsv`` holds the RSV bits that negotiated extensions claim (§5.2).
     ``max_size`` caps the payload of one message, summed over its data frames;
     a frame that would pass it is refused from its header, before any of its
-    payload is buffered.
+    payload is buffered. Every frame of a message but the last counts as at
+    least :data:`MIN_FRAGMENT_CHARGE` (64) bytes toward that cap (for a
+    ``max_size`` under 64 KiB, ``max_size / 1024`` and at least 1), so a
+    message cannot be cut into so many tiny or empty fragments that their
+    headers and bookkeeping cost far more than ``max_size``: a message holds at
+    most ``max(1024, max_size / 64)`` such fragments. A 4 MiB message in
+    64-byte fragments still fits ``max_size=4 MiB``; a 1 MiB message in
+    1-byte fragments does not fit ``max_size=1 MiB``.
 
     The result never depends on how the stream was split. When a chunk holds
     valid frames followed by a bad one, :meth:`feed` returns the valid frames
@@ -216,6 +226,11 @@ class FrameParser:
         self._buffer = bytearray()
         self._message_size = 0  # payload bytes of data frames in the unfinished message
         self._failed: ProtocolError | None = None
+        self._stopped_early = False
+        # What a non-final data frame counts toward max_size at the least (see the class docstring).
+        self._min_charge = (
+            MIN_FRAGMENT_CHARGE if max_size is None else max(1, min(MIN_FRAGMENT_CHARGE, max_size // 1024))
+        )
 
     @property
     def error(self) -> ProtocolError | None:
@@ -227,11 +242,24 @@ class FrameParser:
         """Bytes received but not yet returned as frames."""
         return len(self._buffer)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        """Add ``data`` to the stream and return every frame it completes, in order."""
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the last :meth:`feed` stopped at ``max_messages`` with bytes left to parse."""
+        return self._stopped_early
+
+    def feed(self, data: bytes | bytearray | memoryview, max_messages: int | None = None) -> list[Frame]:
+        """Add ``data`` to the stream and return every frame it completes, in order.
+
+        With ``max_messages``, stop after that many frames that end a message
+        (data frames with FIN set); the rest stays buffered, unparsed, until
+        the next call (``feed(b"")`` resumes). That bounds the work one read
+        can cause: an I/O layer passes the room left in its message queue.
+        """
         if self._failed is not None:
             raise self._failed
+        self._stopped_early = False
         buffer = self._buffer
+        min_charge = self._min_charge
         if buffer:
             buffer += data
             view: bytes | bytearray = buffer
@@ -267,7 +295,11 @@ class FrameParser:
                     or (first & 0x0F) not in _VALID_OPCODES
                     or first & 0x08
                     or bool(masked) is not self.mask_expected
-                    or (self.max_size is not None and self._message_size + length > self.max_size)
+                    or (
+                        self.max_size is not None
+                        and self._message_size + (length if first & 0x80 or length >= min_charge else min_charge)
+                        > self.max_size
+                    )
                 ):
                     self._check_header(first, masked, length)
                 total = header_size + length
@@ -280,12 +312,20 @@ class FrameParser:
                     payload = bytes(view[start : pos + total])
                 opcode = first & 0x0F
                 fin = first & 0x80
-                if opcode < 8:
-                    self._message_size = 0 if fin else self._message_size + length
                 frames.append(
                     Frame(opcode, payload, bool(fin), bool(first & RSV1), bool(first & RSV2), bool(first & RSV3))
                 )
                 pos += total
+                if opcode < 8:
+                    if fin:
+                        self._message_size = 0
+                        if max_messages is not None:
+                            max_messages -= 1
+                            if max_messages <= 0:
+                                self._stopped_early = pos < end
+                                break
+                    else:
+                        self._message_size += length if length >= min_charge else min_charge
         except ProtocolError as exc:
             self._failed = exc
             self._buffer = bytearray()
@@ -310,14 +350,54 @@ class FrameParser:
                 raise ProtocolError(f"§5.5: control frame payload of {length} bytes exceeds 125")
             if not first & 0x80:
                 raise ProtocolError("§5.5: control frames must not be fragmented")
-        elif self.max_size is not None and self._message_size + length > self.max_size:
+        elif self.max_size is not None and self._message_size + self._charge(first, length) > self.max_size:
+            if self._message_size + length > self.max_size:
+                raise PayloadTooBig(
+                    f"message of at least {self._message_size + length} bytes exceeds max_size={self.max_size}"
+                )
             raise PayloadTooBig(
-                f"message of at least {self._message_size + length} bytes exceeds max_size={self.max_size}"
+                f"message fragments too small: each fragment but the last counts as at least "
+                f"{self._min_charge} bytes, and this message passed max_size={self.max_size}"
             )
         if bool(masked) != self.mask_expected:
             if self.mask_expected:
                 raise ProtocolError("§5.1: a client must mask every frame it sends")
             raise ProtocolError("§5.1: a server must not mask any frame it sends")
+
+    def _charge(self, first: int, length: int) -> int:
+        """What a data frame counts toward ``max_size``: its length, and at least the minimum unless it is the last."""
+        return length if first & 0x80 else max(length, self._min_charge)
+
+    def peek_payload(self, start: int) -> tuple[int, bytes] | None:
+        """The frame at the head of the buffer, if its header is complete but not all its payload.
+
+        Returns its first header byte and its payload bytes from offset
+        ``start`` to what has arrived, unmasked; None when no frame is in
+        progress. Lets the protocol check a large text frame's UTF-8 as it
+        arrives (§8.1) instead of when it ends.
+        """
+        view = self._buffer
+        end = len(view)
+        if end < 2 or self._failed is not None:
+            return None
+        first, second = view[0], view[1]
+        length = second & 0x7F
+        header_size = 2
+        if length == 126:
+            header_size = 4
+        elif length == 127:
+            header_size = 10
+        masked = second & 0x80
+        if masked:
+            header_size += 4
+        if end <= header_size + start:
+            return None
+        data = bytes(view[header_size + start :])
+        if masked:
+            key = bytes(view[header_size - 4 : header_size])
+            shift = start % 4
+            data = apply_mask(data, key[shift:] + key[:shift])
+        return first, data
 
 
 # --- close frame payloads (§5.5.1, §7.4) ----------------------------------------

@@ -176,11 +176,16 @@ class Protocol:
         self._key_position = 0
         self._parser = FrameParser(mask_expected=role is SERVER, max_size=max_size, allowed_rsv=rsv)
         self._out: list[Data] = []
+        self._pong_index: int | None = None  # where in _out an unsent automatic pong sits
         # Receiving side: the message being reassembled.
         self._in_opcode: int | None = None  # TEXT or BINARY while a fragmented message is open
-        self._in_parts: list[bytes] | list[str] = []
+        self._in_rsv1 = False  # the open message's first frame had RSV1 (compressed)
+        self._in_buffer = bytearray()  # its payload so far, when fragment events are off
         self._in_size = 0
         self._utf8: Utf8Decoder | None = None
+        # A large text frame still arriving: how much of it is checked, and the checker (§8.1).
+        self._early_checked = 0
+        self._early_utf8: Utf8Decoder | None = None
         # Sending side: the opcode of a fragmented message being sent.
         self._out_opcode: int | None = None
         # Closing handshake bookkeeping (§7.1).
@@ -194,20 +199,31 @@ class Protocol:
 
     # --- receiving ---------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Feed bytes from the peer; return the events they complete, in order."""
+    def receive_data(self, data: bytes | bytearray | memoryview, *, max_messages: int | None = None) -> list[Event]:
+        """Feed bytes from the peer; return the events they complete, in order.
+
+        With ``max_messages``, stop once that many messages are complete (a
+        fragmented message counts when its last frame arrives): the remaining
+        bytes stay buffered, unparsed and not inflated, and
+        :attr:`input_waiting` is True until a later call (``receive_data(b"")``
+        will do) parses them. An I/O layer passes the room left in its queue of
+        received messages, so one read never costs more than that many messages.
+        """
         if self.failure is not None or self.close_received is not None or self.eof_received:
             return []  # §5.5.1: nothing after the peer's close frame counts; after a failure, nothing at all
         events: list[Event] = []
         error: ProtocolError | None
         try:
-            frames = self._parser.feed(data)
+            frames = self._parser.feed(data, max_messages)
         except ProtocolError as exc:
             frames = None
             error = exc
         else:
             error = None
         try:
+            if frames:
+                self._early_checked = 0  # whatever is in progress now is a new frame
+                self._early_utf8 = None
             for frame in frames or ():
                 self._receive_frame(frame, events)
                 if self.close_received is not None:
@@ -215,19 +231,52 @@ class Protocol:
             else:
                 if error is None:
                     error = self._parser.error
+                if error is None and self._parser.buffered > self._early_checked:
+                    self._check_partial_text()
         except ProtocolError as exc:
             error = exc
         if error is not None:
-            self._in_parts = []
+            self._in_buffer = bytearray()
             self.failure = error
             events.append(Failure(error))
             if not self.defer_failure:
                 self.fail(error.close_code, str(error)[:123])
         return events
 
+    @property
+    def input_waiting(self) -> bool:
+        """Whether bytes from the peer wait, unparsed, because ``max_messages`` was reached."""
+        return self._parser.stopped_early
+
+    def _check_partial_text(self) -> None:
+        """§8.1: fail on invalid UTF-8 in a text frame that is still arriving, not only when it ends.
+
+        Compressed frames are checked once inflated: their bytes on the wire are not text.
+        """
+        peek = self._parser.peek_payload(self._early_checked)
+        if peek is None:
+            return
+        first, data = peek
+        opcode = first & 0x0F
+        if opcode == Opcode.TEXT and not first & 0x40 and self._in_opcode is None:
+            if self._early_utf8 is None:
+                self._early_utf8 = Utf8Decoder()
+        elif opcode == Opcode.CONT and self._in_opcode == Opcode.TEXT and not self._in_rsv1:
+            if self._early_utf8 is None:
+                assert self._utf8 is not None
+                self._early_utf8 = self._utf8.copy()
+        else:
+            return
+        self._early_checked += len(data)
+        try:
+            self._early_utf8.decode(data)
+        except UnicodeDecodeError:
+            raise ProtocolError("§8.1: text message is not valid UTF-8", close_code=1007) from None
+
     def _receive_frame(self, frame: Frame, events: list[Event]) -> None:
         if self.trace is not None:
             self.trace("<", frame.opcode, frame.fin, frame.payload)
+        compressed = frame.rsv1
         for extension in reversed(self.extensions):
             frame = extension.decode(frame, max_size=self.max_size)
         opcode = frame.opcode
@@ -244,7 +293,7 @@ class Protocol:
                     events.append(BinaryMessage(frame.payload))
                 return
             self._in_opcode = opcode
-            self._in_parts = []
+            self._in_rsv1 = compressed
             self._in_size = 0
             self._utf8 = Utf8Decoder() if opcode == Opcode.TEXT else None
             self._receive_fragment(frame, events, first=True)
@@ -255,7 +304,7 @@ class Protocol:
         elif opcode == Opcode.PING:
             events.append(Ping(frame.payload))
             if self.auto_pong and self.state is State.OPEN:
-                self.send_pong(frame.payload)
+                self._answer_ping(frame.payload)
         elif opcode == Opcode.PONG:
             events.append(Pong(frame.payload))
         else:  # CLOSE
@@ -279,13 +328,15 @@ class Protocol:
         if self.fragment_events:
             events.append(Fragment(data, first, last))
         else:
-            self._in_parts.append(data)  # type: ignore[arg-type]
+            # One buffer, not a list of pieces: a message in many tiny fragments costs its size, not
+            # an object per fragment. Text is validated above and decoded once, at the end.
+            self._in_buffer += payload
             if last:
                 if self._utf8 is not None:
-                    events.append(TextMessage("".join(self._in_parts)))  # type: ignore[arg-type]
+                    events.append(TextMessage(self._in_buffer.decode("utf-8")))
                 else:
-                    events.append(BinaryMessage(b"".join(self._in_parts)))  # type: ignore[arg-type]
-                self._in_parts = []
+                    events.append(BinaryMessage(bytes(self._in_buffer)))
+                self._in_buffer = bytearray()
         if last:
             self._in_opcode = None
             self._utf8 = None
@@ -365,6 +416,25 @@ class Protocol:
         self._check_open()
         self._send_control(Opcode.PONG, data)
 
+    @property
+    def pong_pending(self) -> bool:
+        """Whether an automatic pong waits in the output, not yet taken by :meth:`data_to_send`."""
+        return self._pong_index is not None
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """Queue the pong for a ping (§5.5.2), replacing one still unsent.
+
+        §5.5.3 lets an endpoint that has not yet answered earlier pings answer
+        only the most recent: a peer that floods pings and never reads gets one
+        pong waiting for it, not one per ping.
+        """
+        index = self._pong_index
+        self._send_control(Opcode.PONG, payload)
+        if index is not None:
+            self._out[index] = self._out.pop()
+        else:
+            self._pong_index = len(self._out) - 1
+
     def _send_control(self, opcode: Opcode, data: bytes) -> None:
         if len(data) > 125:
             raise ValueError("a control frame payload is at most 125 bytes (§5.5)")
@@ -442,7 +512,14 @@ class Protocol:
         out = self._out
         if out:
             self._out = []
+            self._pong_index = None
         return out
+
+    @property
+    def output_size(self) -> int:
+        """Bytes queued by ``send_*`` (and automatic answers) that :meth:`data_to_send` has not taken yet."""
+        out = self._out
+        return sum(len(b) for b in out) if out else 0
 
     @property
     def parser_buffered(self) -> int:

@@ -1,4 +1,4 @@
-"""Threads for connections: small stacks, no per-thread bookkeeping objects.
+"""Threads for connections: stacks sized for the recursion limit, no per-thread bookkeeping objects.
 
 A connection's thread is started with ``_thread.start_new_thread`` rather
 than ``threading.Thread``: the ``Thread`` object, its ``Event`` and locks cost
@@ -10,27 +10,54 @@ running handlers instead, see :class:`ThreadCounter`).
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["start_thread", "ThreadCounter", "CONNECTION_STACK_SIZE"]
+__all__ = ["start_thread", "ThreadCounter", "connection_stack_size"]
 
-CONNECTION_STACK_SIZE = 512 * 1024
-"""Stack reserved for connection threads. CPython's default (8 MiB on Linux) is
-address space, not memory, but 10,000 of them add up; 512 KiB leaves room
-for deep handlers."""
+MIN_STACK_SIZE = 4 * 2**20
+"""The least stack reserved for a connection thread (4 MiB).
+
+A handler must be able to recurse to ``sys.getrecursionlimit()`` and get
+``RecursionError``, never a crash. How much C stack that takes depends on the
+interpreter (measured with ``tests/test_stack_depth.py``'s probes, default
+limit 1,000): Python-to-Python calls take about 450 bytes a level on 3.10 and
+none from 3.11 on, but calls through C slots (``__getattr__``, ``__eq__``,
+``json``'s scanner) take up to about 730 bytes a level on 3.11, and on 3.13
+``json.loads``, ``repr`` and ``==`` of nested data recurse to a fixed C limit
+that needs about 1.75 MiB. Stack is address space: only the pages a thread
+touches become resident, so an idle connection's thread costs the same
+whatever is reserved (see ``benchmarks/RESULTS.md``)."""
+
+STACK_PER_LEVEL = 1024
+"""Stack reserved per level of ``sys.getrecursionlimit()`` on top of :data:`STACK_BASE`."""
+
+STACK_BASE = 2 * 2**20
+"""Stack for the C recursion that does not count toward the recursion limit (3.12+)."""
 
 _stack_lock = threading.Lock()
 
 
+def connection_stack_size() -> int:
+    """The stack to reserve for a connection thread, from the recursion limit in force now.
+
+    ``max(4 MiB, recursion limit × 1 KiB + 2 MiB)``, rounded up to 64 KiB: an
+    application that raises the limit gets deeper stacks with it.
+    """
+    wanted = max(MIN_STACK_SIZE, sys.getrecursionlimit() * STACK_PER_LEVEL + STACK_BASE)
+    return -(-wanted // 65536) * 65536
+
+
 def start_thread(target: Callable[..., Any], *args: Any) -> None:
-    """Run ``target(*args)`` in a new thread with :data:`CONNECTION_STACK_SIZE`.
+    """Run ``target(*args)`` in a new thread with :func:`connection_stack_size` of stack.
 
     ``target`` must catch its own exceptions.
     """
+    size = connection_stack_size()
     with _stack_lock:
-        previous = threading.stack_size(CONNECTION_STACK_SIZE)
+        previous = threading.stack_size(size)
         try:
             _thread.start_new_thread(target, args)
         finally:

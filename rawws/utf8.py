@@ -25,6 +25,12 @@ class Utf8Decoder:
     def __init__(self) -> None:
         self._decoder = _IncrementalDecoder("strict")
 
+    def copy(self) -> Utf8Decoder:
+        """An independent decoder in the same state (to check ahead without committing)."""
+        clone = Utf8Decoder()
+        clone._decoder.setstate(self._decoder.getstate())
+        return clone
+
     def decode(self, data: bytes, final: bool = False) -> str:
         text: str = self._decoder.decode(data, final)
         if not final:
