@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from .exceptions import InvalidHandshake, InvalidHeader
-from .http11 import Headers, Request, Response
+from .http11 import Headers, Request, Response, content_length
 
 __all__ = [
     "GUID",
@@ -209,10 +209,29 @@ def check_request(request: Request, *, origins: Sequence[str | None] | None = No
     for "no Origin header"); any other origin is refused with 403 (§10.2).
     Raises :class:`InvalidHandshake` whose ``status`` and ``headers`` make the
     refusal: 405, 426, 400 or 403.
+
+    The handshake is a GET without a body (§4.1; RFC 9110 §9.3.1 gives a GET
+    body no meaning): a request with any ``Transfer-Encoding`` header or a
+    ``Content-Length`` other than 0 is refused with 400, since the bytes after
+    its head would otherwise be read as WebSocket frames.
     """
     if request.method != "GET":
         raise _refuse(405, f"method {request.method} not allowed; the handshake is a GET", [("Allow", "GET")])
     headers = request.headers
+    transfer_encodings = headers.get_all("Transfer-Encoding")
+    if transfer_encodings:
+        raise _refuse(
+            400,
+            f"the opening handshake is a GET without a body (RFC 6455 §4.1), "
+            f"but this request has Transfer-Encoding: {', '.join(transfer_encodings)[:64]}",
+        )
+    length = content_length(headers)  # malformed: 400
+    if length:
+        raise _refuse(
+            400,
+            f"the opening handshake is a GET without a body (RFC 6455 §4.1), "
+            f"but this request has Content-Length: {length}",
+        )
     upgrade_required = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")]
     upgrades = [u.lower() for u in parse_token_list(headers.get_all("Upgrade"), "Upgrade")]
     if "websocket" not in upgrades:

@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 
 from .exceptions import InvalidHandshake, InvalidHeader
 
-__all__ = ["Headers", "Request", "Response", "HeadParser", "MAX_LINE", "MAX_HEADERS", "MAX_HEAD"]
+__all__ = [
+    "Headers",
+    "Request",
+    "Response",
+    "HeadParser",
+    "content_length",
+    "MAX_LINE",
+    "MAX_HEADERS",
+    "MAX_HEAD",
+]
 
 MAX_LINE = 8192
 """Longest request line, status line or header line, in bytes."""
@@ -28,6 +37,12 @@ MAX_HEAD = 65536
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Field values: visible characters, spaces and tabs, obs-text (RFC 9110 §5.5).
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+# RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT.
+_VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
+# Content-Length = 1*DIGIT (RFC 9110 §8.6), ASCII digits only.
+_DIGITS = re.compile(r"[0-9]+")
+# The absolute-form of a request target (RFC 9112 §3.2.2) for the two schemes RFC 6455 §4.1 allows.
+_ABSOLUTE = re.compile(rb"(https?)://([^/?#]*)(.*)", re.IGNORECASE)
 
 
 class Headers:
@@ -97,12 +112,23 @@ class Headers:
 
 @dataclass
 class Request:
-    """An HTTP request head. ``path`` is the request target (path and query)."""
+    """An HTTP request head.
+
+    ``path`` is the resource name: path and query, always starting with "/".
+    ``target`` is the request target as the client sent it; it differs from
+    ``path`` only for the absolute-form (``GET http://host/chat HTTP/1.1``,
+    which RFC 6455 §4.1 allows), and defaults to ``path``.
+    """
 
     method: str
     path: str
     headers: Headers = field(default_factory=Headers)
     version: str = "HTTP/1.1"
+    target: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            self.target = self.path
 
     def serialize(self) -> bytes:
         return f"{self.method} {self.path} {self.version}\r\n".encode("latin-1") + self.headers.serialize() + b"\r\n"
@@ -123,6 +149,35 @@ class Response:
         return head + self.headers.serialize() + b"\r\n" + self.body
 
 
+def content_length(headers: Headers) -> int | None:
+    """The body length that ``Content-Length`` announces, or None without the header.
+
+    RFC 9110 §8.6: the value is ``1*DIGIT``; a list of identical values
+    (``5, 5``, or the field repeated) counts as one. Anything else (empty,
+    signs, spaces inside, letters, conflicting values, more than 18 digits) is
+    a framing error that a server answers with 400 (RFC 9112 §6.3): raises
+    :class:`InvalidHandshake` with status 400.
+    """
+    values = headers.get_all("Content-Length")
+    if not values:
+        return None
+    lengths: set[str] = set()
+    for value in values:
+        for item in value.split(","):
+            item = item.strip(" \t")
+            if not _DIGITS.fullmatch(item):
+                raise InvalidHeader(
+                    f"malformed Content-Length {value[:32]!r}: expected a number of bytes (RFC 9110 §8.6)", status=400
+                )
+            lengths.add(item.lstrip("0") or "0")
+    if len(lengths) > 1:
+        raise InvalidHeader("conflicting Content-Length values", status=400)
+    (length,) = lengths
+    if len(length) > 18:
+        raise InvalidHeader(f"Content-Length {length[:20]}... ({len(length)} digits) is too large", status=400)
+    return int(length)
+
+
 class HeadParser:
     """Parse one HTTP head, request (``kind="request"``) or response, incrementally.
 
@@ -130,7 +185,18 @@ class HeadParser:
     :class:`Request` or :class:`Response` (without body); bytes that followed
     the head are in :attr:`remainder`. Raises :class:`InvalidHandshake` with
     the status a server should answer: 400 for malformed input, 431 when a
-    limit is passed, 505 for a version other than HTTP/1.x.
+    limit is passed, 505 for an HTTP version the handshake cannot use.
+
+    Versions: HTTP/1.1 and later 1.x minor versions are accepted (RFC 9110
+    §2.5: a higher minor version is read as the highest one implemented).
+    HTTP/1.0 and 0.x get 505, because RFC 6455 §4.1 requires HTTP/1.1 or
+    higher; so do HTTP/2 and any other major version, a different wire
+    protocol that this parser does not speak. A request's target must be
+    origin-form (``/path?query``) or absolute-form with the ``http`` or
+    ``https`` scheme (RFC 6455 §4.1, RFC 9112 §3.2.2), without a fragment;
+    ``*`` (asterisk-form), ``host:port`` (authority-form) and anything else
+    get 400. A request's ``Content-Length``, if any, must be well-formed
+    (400 otherwise, RFC 9112 §6.3).
     """
 
     def __init__(
@@ -195,15 +261,28 @@ class HeadParser:
                 raise InvalidHandshake(f"invalid characters in header {name.decode()}", status=400)
             headers[name.decode("ascii")] = value.decode("latin-1")
         if self.kind == "request":
-            return self._parse_request_line(lines[0], headers)
+            request = self._parse_request_line(lines[0], headers)
+            content_length(headers)  # a malformed one is a framing error, whatever the request (RFC 9112 §6.3)
+            return request
         return self._parse_status_line(lines[0], headers)
 
     @staticmethod
     def _check_version(version: bytes) -> str:
-        if not re.fullmatch(rb"HTTP/\d\.\d", version):
+        match = _VERSION.fullmatch(version)
+        if not match:
             raise InvalidHandshake(f"malformed HTTP version {version[:16]!r}", status=400)
-        if version != b"HTTP/1.1" and version < b"HTTP/1.1":
-            raise InvalidHandshake(f"{version.decode()} is not supported; HTTP/1.1 is required", status=505)
+        major, minor = int(match.group(1)), int(match.group(2))
+        if major != 1:
+            raise InvalidHandshake(
+                f"{version.decode()} is not supported: rawws speaks HTTP/1.1, "
+                "and the WebSocket opening handshake is an HTTP/1.1 upgrade (RFC 6455 §4.1)",
+                status=505,
+            )
+        if minor < 1:
+            raise InvalidHandshake(
+                f"{version.decode()} is not supported: the WebSocket opening handshake needs HTTP/1.1 (RFC 6455 §4.1)",
+                status=505,
+            )
         return version.decode("ascii")
 
     def _parse_request_line(self, line: bytes, headers: Headers) -> Request:
@@ -213,7 +292,9 @@ class HeadParser:
         method, target, version = parts
         if not re.fullmatch(rb"[\x21-\x7e]+", target):
             raise InvalidHandshake("malformed request target", status=400)
-        return Request(method.decode("ascii"), target.decode("ascii"), headers, self._check_version(version))
+        checked_version = self._check_version(version)  # 505 before looking at the target: it may be HTTP/2's "*"
+        path = _resource_name(target.decode("ascii"), headers)
+        return Request(method.decode("ascii"), path, headers, checked_version, target.decode("ascii"))
 
     def _parse_status_line(self, line: bytes, headers: Headers) -> Response:
         parts = line.split(b" ", 2)
@@ -222,3 +303,51 @@ class HeadParser:
         version = self._check_version(parts[0])
         reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
         return Response(int(parts[1]), reason, headers, b"", version)
+
+
+def _resource_name(target: str, headers: Headers) -> str:
+    """The resource name (path and query) of a request target; InvalidHandshake(400) if it has none."""
+    if "#" in target:
+        raise InvalidHandshake(
+            "the request target has a fragment (#); WebSocket URIs have none (RFC 6455 §3)", status=400
+        )
+    if target.startswith("/"):  # origin-form
+        return target
+    match = _ABSOLUTE.fullmatch(target.encode("ascii"))
+    if match is None:
+        shown = target if len(target) <= 64 else target[:64] + "..."
+        raise InvalidHandshake(
+            f"request target {shown!r} is not a path: a WebSocket handshake asks for a resource name "
+            "such as /chat, or an absolute http(s) URI (RFC 6455 §4.1)",
+            status=400,
+        )
+    scheme, authority, rest = (part.decode("ascii") for part in match.groups())
+    if not authority:
+        raise InvalidHandshake("the absolute-form request target has no host (RFC 9110 §4.2.1)", status=400)
+    if "@" in authority:
+        raise InvalidHandshake(
+            "the absolute-form request target carries user information, which http URIs must not (RFC 9110 §4.2.4)",
+            status=400,
+        )
+    hosts = headers.get_all("Host")
+    default_port = "443" if scheme.lower() == "https" else "80"
+    if len(hosts) == 1 and _host_and_port(hosts[0], default_port) != _host_and_port(authority, default_port):
+        raise InvalidHandshake(
+            f"the Host header {hosts[0][:64]!r} does not match the request target's host {authority[:64]!r}",
+            status=400,
+        )
+    if not rest.startswith("/"):
+        rest = "/" + rest  # "http://host" and "http://host?q" name the root
+    return rest
+
+
+def _host_and_port(authority: str, default_port: str) -> tuple[str, str]:
+    """``("example.com", "80")`` from ``example.com``, ``EXAMPLE.com:80``, ``[::1]:80`` and the like."""
+    authority = authority.lower()
+    if authority.startswith("["):
+        host, bracket, port = authority.partition("]")
+        host += bracket
+        port = port[1:] if port.startswith(":") else port
+    else:
+        host, _, port = authority.partition(":")
+    return host, port or default_port

@@ -39,6 +39,29 @@ __all__ = ["serve", "Server", "ServerConnection", "PendingConnection", "broadcas
 
 SERVER_HEADER = "rawws/0.1"
 
+DEFAULT_MAX_HANDSHAKES = 256
+"""Default cap on opening handshakes in progress (``serve(max_handshakes=...)``).
+
+Each handshake in progress holds a thread (a few MiB of stack address space,
+some tens of KiB resident) until it completes or ``open_timeout`` passes, so
+without a cap a flood of half-open connections grows threads without bound.
+256 is twice the widest burst the benchmarks open at once (200 connections,
+``benchmarks/loadgen``), and a loopback or LAN handshake takes milliseconds,
+so legitimate bursts stay far below it; at most about 10 MiB resident for the
+handshake threads. Past the cap a connection is answered 503 at once from the
+accept loop, without a thread."""
+
+BUSY_RETRY_AFTER = 1
+"""``Retry-After`` seconds on the 503 sent past ``max_handshakes``: a slot frees
+as soon as any handshake in progress completes, which takes milliseconds for
+a legitimate client."""
+
+_BUSY_RESPONSE = reject(
+    503,
+    "too many WebSocket handshakes in progress (max_handshakes); try again shortly",
+    [("Retry-After", str(BUSY_RETRY_AFTER))],
+).serialize()
+
 
 class ServerConnection(Connection):
     """The server side of a WebSocket connection; handlers receive one."""
@@ -102,6 +125,12 @@ class Server:
         self._accept_ident = 0
         self._accept_thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        # Admission (max_handshakes): opening handshakes in progress, incremented by the accept loop
+        # before it starts a connection's thread, decremented by that thread when its handshake ends.
+        self._handshakes = 0
+        self._handshakes_lock = threading.Lock()
+        self._busy_refused = 0  # refused since the last warning (accept loop only)
+        self._busy_warned_at = -1e9
         sock.setblocking(False)
 
     @property
@@ -113,6 +142,11 @@ class Server:
     def port(self) -> int:
         port: int = self.socket.getsockname()[1]
         return port
+
+    @property
+    def handshakes_in_progress(self) -> int:
+        """Opening handshakes under way (each holds a thread); at most ``max_handshakes``."""
+        return self._handshakes
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown` (or Ctrl-C, which shuts down)."""
@@ -154,17 +188,66 @@ class Server:
             self._stopped.set()
 
     def _spawn(self, client: socket.socket, address: Any) -> None:
+        limit: int | None = self.options.get("max_handshakes", DEFAULT_MAX_HANDSHAKES)
+        with self._handshakes_lock:
+            admitted = limit is None or self._handshakes < limit
+            if admitted:
+                self._handshakes += 1  # given back by _run_connection, whatever the handshake's outcome
+        if not admitted:
+            self._refuse_busy(client, address)
+            return
         try:
             start_thread(self._run_connection, client, address)
         except RuntimeError as exc:  # "can't start new thread": out of memory or a thread limit
+            self._handshake_finished()
             self.logger.error("cannot start a thread for %s: %s", address, exc)
+            client.close()
+
+    def _handshake_finished(self) -> None:
+        with self._handshakes_lock:
+            self._handshakes -= 1
+
+    def _refuse_busy(self, client: socket.socket, address: Any) -> None:
+        """Past ``max_handshakes``: answer 503 from the accept loop itself and close; no thread, no waiting.
+
+        The answer (under 200 bytes) fits in a new socket's empty send buffer, so one
+        non-blocking send writes it. A TLS server cannot answer before its own TLS
+        handshake, so there the connection is only closed.
+        """
+        self._busy_refused += 1
+        now = time.monotonic()
+        if now - self._busy_warned_at >= 10.0:
+            self.logger.warning(
+                "max_handshakes (%s) reached: refused %d connection(s) with 503 since the last warning, latest %s",
+                self.options.get("max_handshakes"),
+                self._busy_refused,
+                address,
+            )
+            self._busy_warned_at = now
+            self._busy_refused = 0
+        else:
+            self.logger.debug("max_handshakes reached: refused %s with 503", address)
+        try:
+            client.setblocking(False)
+            if self.options["ssl"] is None:
+                client.send(_BUSY_RESPONSE)
+                client.shutdown(socket.SHUT_WR)
+                for _ in range(4):  # read what has arrived, so that closing sends FIN rather than RST
+                    if not client.recv(65536):
+                        break
+        except OSError:
+            pass  # BlockingIOError once drained; or the peer is gone already
+        finally:
             client.close()
 
     def _run_connection(self, client: socket.socket, address: Any) -> None:
         with self._running:
             self._handler_threads.add(threading.get_ident())
             try:
-                connection = self._handshake(client, address)
+                try:
+                    connection = self._handshake(client, address)
+                finally:
+                    self._handshake_finished()  # on every path: success, refusal, timeout, error
                 if connection is not None:
                     self._run_handler(connection)
             except BaseException:
@@ -232,6 +315,8 @@ class Server:
             ping_interval=options["ping_interval"],
             ping_timeout=options["ping_timeout"],
             close_timeout=options["close_timeout"],
+            write_limit=options["write_limit"],
+            write_timeout=options["write_timeout"],
             logger=self.logger,
             leftover=parser.remainder,
             remote_address=address,
@@ -381,7 +466,10 @@ def serve(
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
     open_timeout: float = 10.0,
+    max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
     close_timeout: float | None = 10.0,
+    write_limit: int | None = 2**20,
+    write_timeout: float | None = 20.0,
     ssl: ssl_module.SSLContext | None = None,
     compression: str | DeflateConfig | None = "deflate",
     logger: logging.Logger | None = None,
@@ -401,8 +489,20 @@ def serve(
     (RFC 7692) offers with :class:`~rawws.extensions.permessage_deflate.DeflateConfig`'s
     defaults; pass a ``DeflateConfig`` to choose window bits, context takeover
     and the size threshold, or None to refuse compression.
+    ``max_handshakes`` (default 256, None for no cap) caps the opening
+    handshakes in progress, each of which holds a thread for up to
+    ``open_timeout``: past it, a new connection is answered ``503 Service
+    Unavailable`` with ``Retry-After: 1`` straight from the accept loop (a TLS
+    server just closes it), so a flood of half-open handshakes cannot exhaust
+    threads, and established connections keep being served.
+    ``write_limit`` (1 MiB) and ``write_timeout`` (20 s): when a peer does not
+    read what the server writes to it and a pong is owed to it or more than
+    ``write_limit`` bytes wait, the server stops reading from it until it
+    does; a peer that takes nothing for ``write_timeout`` is dropped.
     Pass ``port=0`` for a free port (see :attr:`Server.port`).
     """
+    if max_handshakes is not None and max_handshakes < 1:
+        raise ValueError(f"max_handshakes must be at least 1, or None for no cap, not {max_handshakes!r}")
     if sock is None:
         sock = socket.create_server((host or "", port), backlog=backlog, reuse_port=False, dualstack_ipv6=False)
     options = {
@@ -415,7 +515,10 @@ def serve(
         "ping_interval": ping_interval,
         "ping_timeout": ping_timeout,
         "open_timeout": open_timeout,
+        "max_handshakes": max_handshakes,
         "close_timeout": close_timeout,
+        "write_limit": write_limit,
+        "write_timeout": write_timeout,
         "ssl": ssl,
         "compression": _compression_config(compression),
         "logger": logger or logging.getLogger("rawws.server"),
