@@ -351,7 +351,7 @@ class FrameParser:
             if not first & 0x80:
                 raise ProtocolError("§5.5: control frames must not be fragmented")
         elif self.max_size is not None and self._message_size + self._charge(first, length) > self.max_size:
-            if self._message_size + length > self.max_size:
+            if first & 0x80 or length >= self._min_charge:
                 raise PayloadTooBig(
                     f"message of at least {self._message_size + length} bytes exceeds max_size={self.max_size}"
                 )
@@ -385,13 +385,15 @@ class FrameParser:
         header_size = 2
         if length == 126:
             header_size = 4
+            length = _unpack_short(view, 2)[0] if end >= 4 else 0
         elif length == 127:
             header_size = 10
+            length = _unpack_long(view, 2)[0] if end >= 10 else 0
         masked = second & 0x80
         if masked:
             header_size += 4
-        if end <= header_size + start:
-            return None
+        if end <= header_size + start or end >= header_size + length:
+            return None  # nothing new yet, or the frame is complete (feed returns it whole)
         data = bytes(view[header_size + start :])
         if masked:
             key = bytes(view[header_size - 4 : header_size])

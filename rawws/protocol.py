@@ -231,7 +231,7 @@ class Protocol:
             else:
                 if error is None:
                     error = self._parser.error
-                if error is None and self._parser.buffered > self._early_checked:
+                if error is None and not self._parser.stopped_early and self._parser.buffered > self._early_checked:
                     self._check_partial_text()
         except ProtocolError as exc:
             error = exc

@@ -49,14 +49,15 @@ sys.stdin.read()  # the test closes stdin (or kills us) to stop the server
 class ServerProcess:
     """Start ``serve(handler, **options)`` in a subprocess; a context manager."""
 
-    def __init__(self, handler_source: str = ECHO, **options: Any) -> None:
+    def __init__(self, handler_source: str = ECHO, *, root: str | None = None, **options: Any) -> None:
+        """``root``: the source tree to import rawws from (default: this checkout)."""
         source = _MAIN.format(handler=textwrap.dedent(handler_source))
         self.process = subprocess.Popen(
             [sys.executable, "-c", source, json.dumps(options)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            cwd=root or os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
