@@ -73,6 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             max_pending=args.max_pending,
+            max_pending_bytes=args.max_pending_bytes,
+            max_depth=args.max_depth,
             overflow=args.overflow,
             redis=args.redis,
             **_server_options(args),
@@ -151,7 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--echo", action="store_true", help="echo every message back with the same type")
     s.add_argument("--broker", action="store_true", help="the pub/sub server (JSON protocol, see README)")
     s.add_argument("--max-pending", type=int, default=1000, help="--broker: messages queued per slow client")
+    s.add_argument(
+        "--max-pending-bytes",
+        type=_size,
+        default=4 * 1024**2,
+        metavar="SIZE",
+        help="--broker: bytes queued per slow client (e.g. 4MiB, the default; none: no byte limit)",
+    )
     s.add_argument("--overflow", choices=["close", "drop_oldest"], default="close", help="--broker: slow client policy")
+    s.add_argument(
+        "--max-depth", type=int, default=32, help="--broker: deepest JSON nesting accepted in a message (default 32)"
+    )
     s.add_argument("--redis", metavar="URL", help="--broker: share channels through Redis (redis://host:port/db)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)

@@ -18,11 +18,15 @@ server → client, besides the answers above
 - ``presence`` ``{"channel", "count"}`` to a channel's subscribers when someone joins or leaves
 - ``error`` ``{"error": "what was wrong", "type": <the offending type, if known>}``
 
-Bad input never closes the connection: it gets an ``error``. A client that
-does not read fast enough has its messages queued up to ``max_pending``; past
-that it is closed with 1013 (Try Again Later), or, with
-``overflow="drop_oldest"``, its oldest queued messages are dropped. Publishers
-never wait for any subscriber.
+Bad input never closes the connection: it gets an ``error``. That includes
+JSON nested deeper than ``max_depth`` (:data:`~rawws.messages.MAX_DEPTH`, 32
+levels, refused before parsing), ``NaN``/``Infinity``/``-Infinity`` and
+numbers beyond a float's range (refused: browsers' ``JSON.parse`` rejects
+them, and the server only ever sends strict JSON). A client that does not read
+fast enough has its messages queued up to ``max_pending`` messages and
+``max_pending_bytes`` bytes; past either it is closed with 1013 (Try Again
+Later), or, with ``overflow="drop_oldest"``, its oldest queued messages are
+dropped. Publishers never wait for any subscriber.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,10 +43,10 @@ from .broker import MessageBroker, SubscriberGone
 from .connection import Connection
 from .exceptions import ConnectionClosed
 from .frames import CloseCode
-from .messages import MessageError, make_message, parse_message
+from .messages import MAX_DEPTH, MessageError, make_message, parse_message
 from .server import Server, serve
 
-__all__ = ["serve_broker", "broker_handler", "CLIENT_TYPES"]
+__all__ = ["serve_broker", "broker_handler", "CLIENT_TYPES", "MAX_DEPTH", "MAX_PENDING", "MAX_PENDING_BYTES"]
 
 logger = logging.getLogger("rawws.pubsub")
 
@@ -49,25 +54,66 @@ CLIENT_TYPES = ("subscribe", "unsubscribe", "publish", "chat", "notification", "
 HIGH_WATER = 256 * 1024
 """Bytes handed to a connection before the rest waits in its queue (see send_nowait)."""
 MAX_CHANNEL_LENGTH = 200
+MAX_PENDING = 1000
+"""Default ``max_pending``: messages queued for one client that does not keep up."""
+MAX_PENDING_BYTES = 4 * 1024 * 1024
+"""Default ``max_pending_bytes``: bytes of text queued for one client that does not keep up.
+
+Why 4 MiB: the message count alone does not bound memory, since 1,000
+messages of 64 KiB (the largest a client may publish) are 64 MiB held for one
+stalled reader. 4 MiB is still 1,000 messages of 4 KiB, so for ordinary chat
+traffic ``max_pending`` stays the limit that applies and a healthy client
+rides out a pause of its network; a stalled one costs at most about 4 MiB
+plus the :data:`HIGH_WATER` bytes already handed to its connection.
+"""
 
 _ids = itertools.count(1)
+
+
+def _weak_pump(subscriber: _Subscriber) -> Callable[[], None]:
+    """An ``on_drain`` callback that calls ``subscriber.pump()`` while the subscriber exists."""
+    ref = weakref.ref(subscriber)
+
+    def on_drain() -> None:
+        target = ref()
+        if target is not None:
+            target.pump()
+
+    return on_drain
+
+
+def _text_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8: its length for ASCII (all that :func:`make_message` makes), O(1)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 class _Subscriber:
     """One client: its channels and its bounded, ordered outgoing queue."""
 
-    def __init__(self, ws: Connection, broker: MessageBroker, max_pending: int, overflow: str) -> None:
+    def __init__(
+        self,
+        ws: Connection,
+        broker: MessageBroker,
+        max_pending: int,
+        overflow: str,
+        max_pending_bytes: int | None = MAX_PENDING_BYTES,
+    ) -> None:
         self.ws = ws
         self.broker = broker
         self.id = f"c{next(_ids)}"
         self.channels: set[str] = set()
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.overflow = overflow
         self.dropped = 0
         self._pending: deque[str] = deque()
+        self._pending_bytes = 0  # UTF-8 bytes of the texts in _pending
         self._lock = threading.Lock()
         self._closing = False
-        ws.on_drain = self.pump
+        # Not ``self.pump``: a bound method would make a cycle (ws → on_drain → self → ws)
+        # that keeps this subscriber, queue included, until the cyclic GC runs, and would
+        # keep it alive from anything that still holds the connection's callback.
+        ws.on_drain = _weak_pump(self)
 
     # Broker callback: runs in the publisher's thread, must never block on this client.
     def deliver(self, item: tuple[str, str | None]) -> None:
@@ -79,20 +125,35 @@ class _Subscriber:
     def enqueue(self, text: str) -> None:
         # Order is fixed under the lock; the system call that writes happens after it,
         # so publishers delivering to the same client never wait on each other's I/O.
+        size = _text_size(text)
         with self._lock:
             if self._closing:
                 raise SubscriberGone  # not counted as notified
             self._pending.append(text)
-            if len(self._pending) > self.max_pending:
+            self._pending_bytes += size
+            if self._over_limits_locked():
                 if self.overflow == "drop_oldest":
-                    self._pending.popleft()
-                    self.dropped += 1
-                    if self.dropped == 1 or self.dropped % 1000 == 0:
-                        logger.warning("%s is slow: %d messages dropped so far", self.ws.remote_address, self.dropped)
+                    self._drop_oldest_locked()
                 else:
                     self._too_slow()
                     return
         self.pump()
+
+    def _over_limits_locked(self) -> bool:
+        """Whether the queue holds too much. One message is always allowed, however large."""
+        count = len(self._pending)
+        if count > self.max_pending:
+            return True
+        cap = self.max_pending_bytes
+        return cap is not None and self._pending_bytes > cap and count > 1
+
+    def _drop_oldest_locked(self) -> None:
+        before = self.dropped
+        while self._over_limits_locked():
+            self._pending_bytes -= _text_size(self._pending.popleft())
+            self.dropped += 1
+        if before == 0 or before // 1000 != self.dropped // 1000:
+            logger.warning("%s is slow: %d messages dropped so far", self.ws.remote_address, self.dropped)
 
     def pump(self) -> None:
         """Move queued messages to the connection while it keeps up.
@@ -119,23 +180,44 @@ class _Subscriber:
                 batch = []
                 while pending and room > 0:
                     text = pending.popleft()
+                    size = _text_size(text)
+                    self._pending_bytes -= size
                     batch.append(text)
-                    room -= len(text) + 10
+                    room -= size + 10
                 ws.send_many_nowait(batch, write=False)
                 return True
         except ConnectionClosed:
             pending.clear()
+            self._pending_bytes = 0
             self._closing = True
         return False
 
     def _too_slow(self) -> None:
         logger.warning(
-            "closing %s with 1013: more than %d messages waiting for it", self.ws.remote_address, self.max_pending
+            "closing %s with 1013: %d messages (%d bytes) waiting for it; the limits are %d messages, %s bytes",
+            self.ws.remote_address,
+            len(self._pending),
+            self._pending_bytes,
+            self.max_pending,
+            self.max_pending_bytes,
         )
         self._closing = True
         self._pending.clear()
+        self._pending_bytes = 0
         threading.Thread(target=self._leave_all, daemon=True).start()
         self.ws.start_closing(CloseCode.TRY_AGAIN_LATER, "too slow: message queue full")
+
+    def release(self) -> None:
+        """The client is gone: refuse further deliveries and free the queue now.
+
+        Reference counting then frees this object as soon as the handler lets
+        go of it: nothing here waits for the cyclic garbage collector.
+        """
+        with self._lock:
+            self._closing = True
+            self._pending.clear()
+            self._pending_bytes = 0
+        self.ws.on_drain = None
 
     def _leave_all(self) -> None:
         for channel in list(self.channels):
@@ -164,30 +246,54 @@ class _Subscriber:
 class _Handler:
     """The connection handler: parse, validate and act on each message of one client."""
 
-    def __init__(self, broker: MessageBroker, max_pending: int, overflow: str, max_message_size: int) -> None:
+    def __init__(
+        self,
+        broker: MessageBroker,
+        max_pending: int,
+        overflow: str,
+        max_message_size: int,
+        max_pending_bytes: int | None = MAX_PENDING_BYTES,
+        max_depth: int = MAX_DEPTH,
+    ) -> None:
         if overflow not in ("close", "drop_oldest"):
             raise ValueError('overflow is "close" or "drop_oldest"')
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        if max_pending_bytes is not None and max_pending_bytes < 1:
+            raise ValueError("max_pending_bytes must be at least 1, or None for no byte limit")
+        if max_depth < 2:
+            raise ValueError("max_depth must be at least 2: the envelope and an object payload")
         self.broker = broker
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.overflow = overflow
         self.max_message_size = max_message_size
+        self.max_depth = max_depth
         self.max_channels = 100
 
     def __call__(self, ws: Connection) -> None:
-        client = _Subscriber(ws, self.broker, self.max_pending, self.overflow)
+        client = _Subscriber(ws, self.broker, self.max_pending, self.overflow, self.max_pending_bytes)
         try:
             for raw in ws:
                 self.handle(client, raw)
         finally:
-            client._closing = True
+            client.release()  # no more deliveries; its queue is freed now, not at the next GC
             client._leave_all()
 
     def handle(self, client: _Subscriber, raw: str | bytes) -> None:
+        try:
+            self._handle(client, raw)
+        except RecursionError:
+            # The depth check makes this unlikely (a huge max_depth, a handler change):
+            # whatever recursed too deep, the client gets an error and the connection lives.
+            client.error(f"message nested too deeply to handle (limit {self.max_depth} levels)")
+
+    def _handle(self, client: _Subscriber, raw: str | bytes) -> None:
         if len(raw) > self.max_message_size:
             client.error(f"message too large: {len(raw)} bytes (limit {self.max_message_size})")
             return
         try:
-            message = parse_message(raw)
+            message = parse_message(raw, max_depth=self.max_depth)
         except MessageError as exc:
             client.error(str(exc))
             return
@@ -256,12 +362,17 @@ class _Handler:
 def broker_handler(
     broker: MessageBroker | None = None,
     *,
-    max_pending: int = 1000,
+    max_pending: int = MAX_PENDING,
     overflow: str = "close",
     max_message_size: int = 65536,
+    max_pending_bytes: int | None = MAX_PENDING_BYTES,
+    max_depth: int = MAX_DEPTH,
 ) -> Callable[[Connection], None]:
-    """A handler for :func:`rawws.serve` that speaks the pub/sub protocol over ``broker``."""
-    return _Handler(broker or MessageBroker(), max_pending, overflow, max_message_size)
+    """A handler for :func:`rawws.serve` that speaks the pub/sub protocol over ``broker``.
+
+    The options are those of :func:`serve_broker`.
+    """
+    return _Handler(broker or MessageBroker(), max_pending, overflow, max_message_size, max_pending_bytes, max_depth)
 
 
 def serve_broker(
@@ -269,16 +380,24 @@ def serve_broker(
     port: int = 8765,
     *,
     broker: MessageBroker | None = None,
-    max_pending: int = 1000,
+    max_pending: int = MAX_PENDING,
     overflow: str = "close",
     max_message_size: int = 65536,
+    max_pending_bytes: int | None = MAX_PENDING_BYTES,
+    max_depth: int = MAX_DEPTH,
     redis: str | None = None,
     **serve_options: Any,
 ) -> Server:
     """Run the pub/sub server; the returned :class:`Server` has a ``broker`` attribute.
 
-    ``max_pending``: messages queued for one slow client before ``overflow``
-    applies (``"close"``: close it with 1013; ``"drop_oldest"``). Other
+    ``max_pending`` (1,000) messages or ``max_pending_bytes`` (4 MiB, see
+    :data:`MAX_PENDING_BYTES`; None: no byte limit) of text queued for one slow
+    client, whichever comes first, before ``overflow`` applies (``"close"``:
+    close it with 1013; ``"drop_oldest"``: drop its oldest queued messages
+    until it is under both limits; a single message is always let through).
+    ``max_message_size``: longest message a client may send (64 KiB).
+    ``max_depth``: deepest nesting of arrays and objects accepted in a message,
+    the envelope counting as 1 (32, :data:`~rawws.messages.MAX_DEPTH`). Other
     options go to :func:`rawws.serve`. ``redis="redis://host:port/db"`` (or
     ``rediss://``) shares channels with every other node on that Redis through
     :class:`~rawws.redis_backend.RedisBackend` (needs ``pip install 'rawws[redis]'``).
@@ -295,7 +414,14 @@ def serve_broker(
             broker = MessageBroker()
     elif redis is not None:
         raise ValueError("pass either broker= or redis=, not both")
-    handler = broker_handler(broker, max_pending=max_pending, overflow=overflow, max_message_size=max_message_size)
+    handler = broker_handler(
+        broker,
+        max_pending=max_pending,
+        overflow=overflow,
+        max_message_size=max_message_size,
+        max_pending_bytes=max_pending_bytes,
+        max_depth=max_depth,
+    )
     server = serve(handler, host, port, **serve_options)
     server.broker = broker
     return server
