@@ -732,7 +732,7 @@ class Connection:
     # --- closing internals ----------------------------------------------------------------
 
     def _start_close_timer(self) -> None:
-        if self._close_timer is None and self.close_timeout is not None:
+        if self._close_timer is None and self.close_timeout is not None and not self._terminated:
             self._close_timer = call_later(self.close_timeout, self._abort)
 
     def _shutdown_write(self) -> None:
@@ -770,6 +770,7 @@ class Connection:
         for timer in (self._close_timer, self._keepalive_timer):
             if timer is not None:
                 timer.cancel()
+        self._close_timer = self._keepalive_timer = None  # they hold bound methods: no cycle left behind
         self._reactor.forget(self._fd)
         try:
             self.socket.shutdown(socket.SHUT_RDWR)  # wakes a writer waiting for buffer space
@@ -1006,7 +1007,7 @@ class Connection:
             raise TimeoutError(f"the peer read nothing for write_timeout={self.write_timeout}s")
 
     def _write_failed(self, exc: BaseException) -> None:
-        self._write_error = exc
+        self._write_error = exc.with_traceback(None)  # its frames would hold this connection in a cycle
         self.logger.debug("write to %s failed: %s", self.remote_address, exc)
         try:
             self.socket.shutdown(socket.SHUT_RDWR)
