@@ -10,9 +10,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .client import connect
 from .exceptions import ConnectionClosed, RawwsError
-from .server import Server, serve
+from .sync.client import connect
+from .sync.server import Server, serve
 
 __all__ = ["main"]
 
@@ -67,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("choose what to serve: --echo or --broker", file=sys.stderr)
         return 2
     if args.broker:
-        from .pubsub import serve_broker
+        from .pubsub.server import serve_broker
 
         server = serve_broker(
             args.host,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import os
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 from .exceptions import PayloadTooBig, ProtocolError
 
@@ -41,6 +41,8 @@ __all__ = [
     "apply_mask",
     "encode_frame",
     "encode_header",
+    "frame_buffers",
+    "Data",
     "parse_close",
     "serialize_close",
     "is_valid_close_code",
@@ -174,6 +176,31 @@ def encode_header(first_byte: int, length: int, mask_key: bytes | None = None) -
     return header + mask_key if mask_key is not None else header
 
 
+Data = Union[bytes, bytearray, memoryview]
+"""A buffer of bytes to write."""
+
+_COPY_BELOW = 1024
+# Below this, header and payload are joined into one buffer; above it the payload
+# goes out as its own buffer, uncopied (a scatter-gather write sends both at once).
+
+
+def frame_buffers(first_byte: int, payload: Data, mask_key: bytes | None = None) -> list[Data]:
+    """One frame as buffers to write: the only place rawws serialises a frame (§5.2).
+
+    ``first_byte`` is FIN, RSV1-3 and the opcode, already combined. With a
+    ``mask_key`` (clients, §5.3) the payload is masked. A large unmasked
+    payload stays a separate buffer so that it is never copied.
+    """
+    length = len(payload)
+    if mask_key is not None:
+        return [encode_header(first_byte, length, mask_key) + apply_mask(payload, mask_key)]
+    if length < 126:
+        return [bytes((first_byte, length)) + payload]
+    if length < _COPY_BELOW:
+        return [encode_header(first_byte, length) + payload]
+    return [encode_header(first_byte, length), payload]
+
+
 def encode_frame(frame: Frame, *, mask: bool = False, mask_key: bytes | None = None) -> bytes:
     """Serialise ``frame``; with ``mask`` (clients, §5.3) its payload is masked.
 
@@ -181,10 +208,8 @@ def encode_frame(frame: Frame, *, mask: bool = False, mask_key: bytes | None = N
     (for tests and the RFC's examples).
     """
     first = (0x80 if frame.fin else 0) | frame.rsv | frame.opcode
-    if not mask:
-        return encode_header(first, len(frame.payload)) + frame.payload
-    key = os.urandom(4) if mask_key is None else mask_key
-    return encode_header(first, len(frame.payload), key) + apply_mask(frame.payload, key)
+    key = (os.urandom(4) if mask_key is None else mask_key) if mask else None
+    return b"".join(frame_buffers(first, frame.payload, key))
 
 
 # --- parsing (§5.2) ------------------------------------------------------------

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, NamedTuple, Union
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .frames import (
     CloseCode,
+    Data,
     Frame,
     FrameParser,
     Opcode,
-    apply_mask,
-    encode_header,
+    frame_buffers,
     parse_close,
     serialize_close,
 )
@@ -58,6 +58,8 @@ __all__ = [
     "Pong",
     "CloseReceived",
     "Failure",
+    "PreparedMessage",
+    "prepare_message",
 ]
 
 
@@ -128,14 +130,28 @@ class CloseReceived(NamedTuple):
     reason: str
 
 
+class PreparedMessage(NamedTuple):
+    """A message framed once, to be queued on many server connections (§5.2, unmasked)."""
+
+    opcode: int
+    payload: bytes
+    buffers: list[Data]
+
+
+def prepare_message(message: str | bytes | bytearray | memoryview) -> PreparedMessage:
+    """Frame ``message`` once (text for ``str``, binary otherwise) for :meth:`Protocol.send_prepared`."""
+    if isinstance(message, str):
+        opcode, payload = Opcode.TEXT, message.encode("utf-8")
+    else:
+        opcode, payload = Opcode.BINARY, bytes(message)
+    return PreparedMessage(opcode, payload, frame_buffers(0x80 | opcode, payload))
+
+
 class Failure(NamedTuple):
     """The peer broke the protocol; ``error.close_code`` is the code to fail with (§7.1.7)."""
 
     error: ProtocolError
 
-
-Data = Union[bytes, bytearray, memoryview]
-"""A buffer of bytes to write: :meth:`Protocol.data_to_send` may return large payloads as they were given."""
 
 Event = Union[TextMessage, BinaryMessage, Fragment, Ping, Pong, CloseReceived, Failure]
 
@@ -160,6 +176,7 @@ class Protocol:
         defer_failure: bool = False,
         extensions: Sequence[Extension] = (),
         state: State = State.OPEN,
+        trace: Callable[[str, int, bool, Data], None] | None = None,
     ) -> None:
         self.role = role
         self.state = state
@@ -194,7 +211,7 @@ class Protocol:
         self.failure: ProtocolError | None = None
         self.should_close_tcp = False
         self.eof_received = False
-        self.trace: Callable[[str, int, bool, Data], None] | None = None
+        self.trace = trace
         """If set, called with ("<" or ">", opcode, fin, payload) for every frame in and out."""
 
     # --- receiving ---------------------------------------------------------------
@@ -466,22 +483,11 @@ class Protocol:
         self.state = State.CLOSED
         self.should_close_tcp = True
 
-    def _send_frame(self, opcode: int, payload: Data, fin: bool = True) -> None:
+    def _send_frame(self, opcode: int, payload: Data, fin: bool = True, rsv: int = 0) -> None:
         if self.trace is not None:
             self.trace(">", opcode, fin, payload)
-        first = (0x80 | opcode) if fin else opcode
-        length = len(payload)
-        if self._mask:
-            key = self._mask_key()
-            self._out.append(encode_header(first, length, key) + apply_mask(payload, key))
-        elif length < 126:
-            self._out.append(bytes((first, length)) + payload)
-        elif length < 1024:
-            self._out.append(encode_header(first, length) + payload)
-        else:
-            # Large payloads go out as a separate buffer: no copy (scatter-gather write).
-            self._out.append(encode_header(first, len(payload)))
-            self._out.append(payload)
+        first = (0x80 | rsv | opcode) if fin else (rsv | opcode)
+        self._out += frame_buffers(first, payload, self._mask_key() if self._mask else None)
 
     def _mask_key(self) -> bytes:
         """A fresh masking key (§5.3), cut from a block of ``os.urandom`` output.
@@ -497,15 +503,32 @@ class Protocol:
         return self._key_block[position : position + 4]
 
     def _write_frame(self, frame: Frame) -> None:
+        self._send_frame(frame.opcode, frame.payload, frame.fin, frame.rsv)
+
+    @property
+    def sending_fragmented(self) -> bool:
+        """Whether a fragmented message is being sent (begun with ``fin=False``, not yet finished)."""
+        return self._out_opcode is not None
+
+    @property
+    def can_send_prepared(self) -> bool:
+        """Whether :meth:`send_prepared` may be used: a server whose frames no extension transforms."""
+        return self.role is SERVER and not self.extensions
+
+    def send_prepared(self, prepared: PreparedMessage) -> None:
+        """Queue a message framed once for many connections (see :func:`prepare_message`).
+
+        Only where :attr:`can_send_prepared` holds: server frames are not
+        masked, so the same bytes are valid on every such connection.
+        """
+        self._check_open()
+        if not self.can_send_prepared:
+            raise InvalidState("a prepared frame needs a server connection without extensions")
+        if self._out_opcode is not None:
+            raise InvalidState("a fragmented message is being sent; finish it with send_continuation")
         if self.trace is not None:
-            self.trace(">", frame.opcode, frame.fin, frame.payload)
-        first = (0x80 if frame.fin else 0) | frame.rsv | frame.opcode
-        payload = frame.payload
-        if self._mask:
-            key = self._mask_key()
-            self._out.append(encode_header(first, len(payload), key) + apply_mask(payload, key))
-        else:
-            self._out.append(encode_header(first, len(payload)) + payload)
+            self.trace(">", prepared.opcode, True, prepared.payload)
+        self._out += prepared.buffers
 
     def data_to_send(self) -> list[Data]:
         """The bytes queued for the peer, in order, as a list of buffers; the queue is emptied."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from ..broker import MessageBroker
 from ..http11 import Request, Response
-from ..pubsub import broker_handler
-from ..server import PendingConnection, Server, serve
+from ..pubsub.broker import MessageBroker
+from ..pubsub.server import broker_handler
+from ..sync.server import PendingConnection, Server, serve
 
 __all__ = ["serve_demo", "STATIC"]
 

@@ -282,3 +282,12 @@ def accept_server_response(params: Params, config: DeflateConfig) -> PerMessageD
         level=config.level,
         mem_level=config.mem_level,
     )
+
+
+def compression_config(compression: str | DeflateConfig | None) -> DeflateConfig | None:
+    """What ``serve(compression=...)`` and ``connect(compression=...)`` accept, as a config (or None: off)."""
+    if compression is None or isinstance(compression, DeflateConfig):
+        return compression
+    if compression == "deflate":
+        return DeflateConfig()
+    raise ValueError(f'compression must be "deflate", a DeflateConfig or None, not {compression!r}')

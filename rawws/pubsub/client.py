@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .connection import Message
-from .eventclient import EventClient
-from .exceptions import InvalidState
+from ..exceptions import InvalidState
+from ..sync.connection import Message
+from ..sync.eventclient import EventClient
 from .messages import Dispatcher, MessageError, make_message, parse_message
 
 __all__ = ["PubSubClient"]

@@ -17,12 +17,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .connection import Connection, Message
-from .exceptions import ConnectionClosed, InvalidHandshake
-from .extensions.permessage_deflate import NAME as DEFLATE
-from .extensions.permessage_deflate import DeflateConfig, negotiate_server
-from .frames import CloseCode, Opcode, encode_header
-from .handshake import (
+from ..exceptions import ConnectionClosed, InvalidHandshake
+from ..extensions.permessage_deflate import NAME as DEFLATE
+from ..extensions.permessage_deflate import DeflateConfig, compression_config, negotiate_server
+from ..frames import CloseCode
+from ..handshake import (
     accept,
     check_request,
     parse_extensions,
@@ -31,8 +30,9 @@ from .handshake import (
     select_subprotocol,
     serialize_extensions,
 )
-from .http11 import HeadParser, Request, Response
-from .protocol import SERVER, Protocol
+from ..http11 import HeadParser, Request, Response
+from ..protocol import SERVER, Protocol, prepare_message
+from .connection import Connection, Message, frame_tracer
 from .threads import ThreadCounter, start_thread
 
 __all__ = ["serve", "Server", "ServerConnection", "PendingConnection", "broadcast"]
@@ -304,7 +304,14 @@ class Server:
             self.logger.exception("error in the opening handshake")
             self._send_and_close(sock, reject(500, "internal server error"))
             return None
-        protocol = Protocol(SERVER, max_size=options["max_size"], extensions=extensions)
+        protocol = Protocol(
+            SERVER,
+            max_size=options["max_size"],
+            extensions=extensions,
+            fragment_events=True,
+            defer_failure=True,
+            trace=frame_tracer(self.logger, address) if self.logger.isEnabledFor(logging.DEBUG) else None,
+        )
         connection = ServerConnection(
             sock,
             protocol,
@@ -430,19 +437,15 @@ def broadcast(connections: Iterable[Connection], message: Message, *, backlog_li
     allowed to grow without bound. Closed connections are skipped. Returns the
     number of connections the message was written or queued to.
     """
-    if isinstance(message, str):
-        opcode, payload = Opcode.TEXT, message.encode("utf-8")
-    else:
-        opcode, payload = Opcode.BINARY, bytes(message)
-    frame = encode_header(0x80 | opcode, len(payload)) + payload
+    prepared = prepare_message(message)
     sent = 0
     for connection in list(connections):
         if connection.buffered_amount > backlog_limit:
             connection.logger.warning("broadcast skipped %s: it is not reading", connection.remote_address)
             continue
         try:
-            if connection.protocol.role is SERVER and not connection.protocol.extensions:
-                connection._enqueue((message,), frame, write=True)
+            if connection.protocol.can_send_prepared:
+                connection.send_nowait(message, prepared=prepared)
             else:
                 connection.send_nowait(message)
         except ConnectionClosed:
@@ -520,15 +523,7 @@ def serve(
         "write_limit": write_limit,
         "write_timeout": write_timeout,
         "ssl": ssl,
-        "compression": _compression_config(compression),
-        "logger": logger or logging.getLogger("rawws.server"),
+        "compression": compression_config(compression),
+        "logger": logger or logging.getLogger("rawws.sync.server"),
     }
     return Server(handler, sock, options)
-
-
-def _compression_config(compression: str | DeflateConfig | None) -> DeflateConfig | None:
-    if compression is None or isinstance(compression, DeflateConfig):
-        return compression
-    if compression == "deflate":
-        return DeflateConfig()
-    raise ValueError(f'compression must be "deflate", a DeflateConfig or None, not {compression!r}')

@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["Timer", "call_later"]
+__all__ = ["Timer", "call_later", "Deadline"]
 
-logger = logging.getLogger("rawws.timers")
+logger = logging.getLogger("rawws.sync.timers")
 
 _MAX_SLEEP = 1.0
 """The thread wakes at least this often, so scheduling a timer further out than
@@ -90,3 +90,25 @@ _scheduler = _Scheduler()
 def call_later(delay: float, callback: Callable[[], object]) -> Timer:
     """Run ``callback`` on the shared timer thread after ``delay`` seconds."""
     return _scheduler.call_later(delay, callback)
+
+
+class Deadline:
+    """A point in time to wait until, or none (wait for ever): one place for the clock arithmetic."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, timeout: float | None) -> None:
+        self.at = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left (may be negative once passed), or None for no deadline."""
+        return None if self.at is None else self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.at is not None and self.at <= time.monotonic()
+
+    def poll_ms(self) -> int | None:
+        """What ``select.poll().poll()`` takes: milliseconds left, rounded up, at least 1; None for ever."""
+        if self.at is None:
+            return None
+        return max(1, int((self.at - time.monotonic()) * 1000 + 0.999))

@@ -19,7 +19,7 @@ server → client, besides the answers above
 - ``error`` ``{"error": "what was wrong", "type": <the offending type, if known>}``
 
 Bad input never closes the connection: it gets an ``error``. That includes
-JSON nested deeper than ``max_depth`` (:data:`~rawws.messages.MAX_DEPTH`, 32
+JSON nested deeper than ``max_depth`` (:data:`~rawws.pubsub.messages.MAX_DEPTH`, 32
 levels, refused before parsing), ``NaN``/``Infinity``/``-Infinity`` and
 numbers beyond a float's range (refused: browsers' ``JSON.parse`` rejects
 them, and the server only ever sends strict JSON). A client that does not read
@@ -39,12 +39,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..exceptions import ConnectionClosed
+from ..frames import CloseCode
+from ..sync.connection import Connection
+from ..sync.server import Server, serve
 from .broker import MessageBroker, SubscriberGone
-from .connection import Connection
-from .exceptions import ConnectionClosed
-from .frames import CloseCode
 from .messages import MAX_DEPTH, MessageError, make_message, parse_message
-from .server import Server, serve
 
 __all__ = ["serve_broker", "broker_handler", "CLIENT_TYPES", "MAX_DEPTH", "MAX_PENDING", "MAX_PENDING_BYTES"]
 
@@ -397,10 +397,10 @@ def serve_broker(
     until it is under both limits; a single message is always let through).
     ``max_message_size``: longest message a client may send (64 KiB).
     ``max_depth``: deepest nesting of arrays and objects accepted in a message,
-    the envelope counting as 1 (32, :data:`~rawws.messages.MAX_DEPTH`). Other
+    the envelope counting as 1 (32, :data:`~rawws.pubsub.messages.MAX_DEPTH`). Other
     options go to :func:`rawws.serve`. ``redis="redis://host:port/db"`` (or
     ``rediss://``) shares channels with every other node on that Redis through
-    :class:`~rawws.redis_backend.RedisBackend` (needs ``pip install 'rawws[redis]'``).
+    :class:`~rawws.pubsub.redis_backend.RedisBackend` (needs ``pip install 'rawws[redis]'``).
     """
     if broker is None:
         if redis is not None:

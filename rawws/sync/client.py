@@ -8,14 +8,14 @@ import ssl as ssl_module
 import time
 from collections.abc import Sequence
 
-from .connection import Connection
-from .exceptions import InvalidHandshake
-from .extensions.permessage_deflate import NAME as DEFLATE
-from .extensions.permessage_deflate import DeflateConfig, accept_server_response, client_offer
-from .handshake import build_request, check_response, generate_key, serialize_extensions
-from .http11 import HeadParser, Response
-from .protocol import CLIENT, Protocol
-from .uri import parse_uri
+from ..exceptions import InvalidHandshake
+from ..extensions.permessage_deflate import NAME as DEFLATE
+from ..extensions.permessage_deflate import DeflateConfig, accept_server_response, client_offer, compression_config
+from ..handshake import build_request, check_response, generate_key, serialize_extensions
+from ..http11 import HeadParser, Response
+from ..protocol import CLIENT, Protocol
+from ..uri import parse_uri
+from .connection import Connection, frame_tracer
 
 __all__ = ["connect", "ClientConnection"]
 
@@ -59,11 +59,9 @@ def connect(
     TCP connection fails. ``compression`` is as for :func:`rawws.serve`: the
     client offers permessage-deflate unless it is None.
     """
-    from .server import _compression_config
-
-    deflate = _compression_config(compression)
+    deflate = compression_config(compression)
     parsed = parse_uri(uri)
-    log = logger or logging.getLogger("rawws.client")
+    log = logger or logging.getLogger("rawws.sync.client")
     deadline = None if open_timeout is None else time.monotonic() + open_timeout
     if sock is None:
         sock = socket.create_connection((parsed.host, parsed.port), timeout=open_timeout)
@@ -117,7 +115,14 @@ def connect(
         sock.close()
         raise
     log.debug("connected to %s (subprotocol %s)", uri, subprotocol)
-    protocol = Protocol(CLIENT, max_size=max_size, extensions=extensions)
+    protocol = Protocol(
+        CLIENT,
+        max_size=max_size,
+        extensions=extensions,
+        fragment_events=True,
+        defer_failure=True,
+        trace=frame_tracer(log, parsed.host_header) if log.isEnabledFor(logging.DEBUG) else None,
+    )
     return ClientConnection(
         sock,
         protocol,

@@ -26,7 +26,7 @@ The class from the classic exercise — ``subscribe(channel, callback)``,
   per publish even if it matches twice.
 
 Fan-out goes through a :class:`Backend`. The default, :class:`LocalBackend`,
-delivers in-process. A distributed backend (see ``rawws.redis_backend``)
+delivers in-process. A distributed backend (see ``rawws.pubsub.redis_backend``)
 publishes to a shared engine and delivers what comes back, so several server
 processes share channels without any change to application code.
 """
@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 __all__ = ["MessageBroker", "Backend", "LocalBackend", "Callback", "PatternCallback", "SubscriberGone"]
 
-logger = logging.getLogger("rawws.broker")
+logger = logging.getLogger("rawws.pubsub.broker")
 
 Callback = Callable[[Any], Any]
 """A channel subscriber: called as ``callback(message)``, as in the classic exercise."""

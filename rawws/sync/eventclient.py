@@ -17,13 +17,13 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..exceptions import ConnectionClosed, InvalidState, RawwsError
 from .client import ClientConnection, connect
 from .connection import Message
-from .exceptions import ConnectionClosed, InvalidState, RawwsError
 
 __all__ = ["EventClient"]
 
-logger = logging.getLogger("rawws.client")
+logger = logging.getLogger("rawws.sync.client")
 
 CONNECTING, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
 

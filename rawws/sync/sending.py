@@ -1,0 +1,352 @@
+"""The write side of one connection: encode under the protocol lock, write under the write lock.
+
+Bytes reach the wire in the order the protocol produced them. A blocking
+writer (``send``) writes its own bytes and whatever was queued before them.
+A non-blocking flush (``send_nowait``, control frames produced while reading)
+writes what the socket takes now and leaves the rest to a short-lived
+background thread, so that a reader never waits for a writer. While such a
+background flush runs, the socket is full: the peer is not reading.
+
+Bounds: the background flush, and any blocked ``send()``, gives up when the
+socket takes no byte for ``write_timeout`` seconds (the connection is then
+dropped). :meth:`Sender.stuck` tells the reader when to stop reading from a
+peer that does not read (see :mod:`rawws.sync.receiving`).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Union
+
+from ..exceptions import ConnectionClosed
+from ..frames import Data
+from ..protocol import PreparedMessage, Protocol, State
+
+__all__ = ["Sender", "Message", "WOULD_BLOCK"]
+
+Message = Union[str, bytes]
+
+MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class Sender:
+    """Writes one connection's frames.
+
+    ``closed_exception()`` builds the exception to raise once the connection
+    cannot send; ``on_write_error()`` is called after a write failed (the
+    socket is shut down by then); ``on_flushed()`` after a background flush ends.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: Protocol,
+        protocol_lock: threading.Lock,
+        *,
+        write_limit: int | None,
+        write_timeout: float | None,
+        closed_exception: Callable[[], ConnectionClosed],
+        on_write_error: Callable[[], None],
+        on_flushed: Callable[[], None],
+        logger: logging.Logger,
+        peer: Any,
+    ) -> None:
+        self.socket = sock
+        self.protocol = protocol
+        self.write_limit = write_limit
+        self.write_timeout = write_timeout
+        self.on_drain: Callable[[], Any] | None = None
+        self.error: BaseException | None = None  # the write that failed; nothing more is written
+        self.finished = False  # the connection is over: nothing more is written
+        self._protocol_lock = protocol_lock
+        self._closed_exception = closed_exception
+        self._on_write_error = on_write_error
+        self._on_flushed = on_flushed
+        self._logger = logger
+        self._peer = peer
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._fd = sock.fileno()
+        self._send_mutex = threading.Lock()  # held for a whole fragmented message
+        self._write_lock = threading.Lock()  # held while writing: bytes keep protocol order
+        self._unsent: list[Data] = []  # what a non-blocking write could not write
+        self._writing = 0  # bytes a blocking write is writing right now
+        self._flushers = 0  # background flushes running: the socket did not take everything
+        self._flushers_lock = threading.Lock()
+        self._poller: Any = None
+        # Replies to a backlog of received messages are sent with MSG_MORE (see send_message).
+        self.can_cork = not self._tls and sock.family in (socket.AF_INET, socket.AF_INET6) and MSG_MORE != 0
+        self.corked = False
+
+    # --- what is queued -----------------------------------------------------------------
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes accepted by send but not yet written to the socket (like the browser's ``bufferedAmount``)."""
+        return self._writing + self.backlog()
+
+    def backlog(self) -> int:
+        """Bytes queued to write that no writer is writing right now."""
+        return sum(len(b) for b in self._unsent) + self.protocol.output_size
+
+    def pending(self) -> bool:
+        return bool(self._unsent) or self.protocol.output_size > 0
+
+    def stuck(self) -> bool:
+        """Whether the peer is not reading what we write and more waits for it: stop reading from it.
+
+        A background flush runs only while the socket refuses bytes; then a
+        pong owed to the peer, or more than ``write_limit`` queued behind the
+        flush, means its reading side must wait.
+        """
+        if not self._flushers or self.error is not None:
+            return False
+        return self.protocol.pong_pending or (self.write_limit is not None and self.backlog() > self.write_limit)
+
+    def check_sendable(self) -> None:
+        """With the protocol lock held: raise ConnectionClosed unless the connection can send."""
+        if self.protocol.state is not State.OPEN or self.error is not None:
+            raise self._closed_exception()
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self._closed_exception() from self.error
+
+    # --- sending messages ---------------------------------------------------------------
+
+    def send_message(self, message: Message | bytearray | memoryview, *, more: bool = False) -> None:
+        """One unfragmented message: encode and write under the write lock, so bytes keep protocol order.
+
+        With ``more`` the write carries MSG_MORE: the caller is replying to a
+        backlog of received messages and will most likely send again at once,
+        so the kernel may coalesce the replies into fewer TCP segments. The
+        bytes still reach the kernel before this returns; they are pushed by
+        the next write without the flag, or at the latest by :meth:`push`.
+        """
+        protocol = self.protocol
+        while True:
+            with self._write_lock:
+                with self._protocol_lock:
+                    self.check_sendable()
+                    fragmenting = protocol.sending_fragmented
+                    if not fragmenting:
+                        if type(message) is str:
+                            protocol.send_text(message)
+                        else:
+                            protocol.send_binary(message)  # type: ignore[arg-type]
+                        data = protocol.data_to_send()
+                if not fragmenting:
+                    if self._unsent:
+                        data = self._unsent + data
+                        self._unsent = []
+                    self._write_all(data, more)
+                    break
+            with self._send_mutex:  # another thread is sending a fragmented message: wait for its end
+                pass
+        if protocol.output_size:
+            self.flush(blocking=False)
+        self.raise_if_failed()
+
+    def send_fragments(self, pieces: Iterable[Message]) -> None:
+        """One message, a frame per piece (§5.4); the pieces must all be ``str`` or all bytes-like."""
+        with self._send_mutex:
+            iterator = iter(pieces)
+            try:
+                current = next(iterator)
+            except StopIteration:
+                raise ValueError("cannot send an empty iterable: a message needs at least one frame") from None
+            text = isinstance(current, str)
+            first = True
+            while True:
+                try:
+                    following = next(iterator)
+                    last = False
+                except StopIteration:
+                    following, last = None, True
+                if isinstance(current, str) != text:
+                    raise TypeError("all fragments of one message must be str, or all bytes-like")
+                with self._protocol_lock:
+                    self.check_sendable()
+                    if not first:
+                        self.protocol.send_continuation(current, fin=last)
+                    elif isinstance(current, str):
+                        self.protocol.send_text(current, fin=last)
+                    else:
+                        self.protocol.send_binary(current, fin=last)
+                self.flush(blocking=True)
+                self.raise_if_failed()
+                if last:
+                    return
+                current, first = following, False  # type: ignore[assignment]
+
+    def enqueue(self, messages: Sequence[Message], prepared: PreparedMessage | None, *, write: bool) -> None:
+        """Encode ``messages`` into the protocol's output (or queue ``prepared``, the one message framed
+        once by :func:`rawws.sync.server.broadcast`), then write without blocking."""
+        protocol = self.protocol
+        with self._protocol_lock:
+            self.check_sendable()
+            fragmenting = protocol.sending_fragmented
+            if not fragmenting:
+                if prepared is not None:
+                    protocol.send_prepared(prepared)
+                else:
+                    for message in messages:
+                        if isinstance(message, str):
+                            protocol.send_text(message)
+                        else:
+                            protocol.send_binary(message)
+        if fragmenting:
+            for message in messages:
+                self.send_message(message)  # waits for the fragmented message to end
+        elif write:
+            self.flush(blocking=False)
+
+    # --- writing ------------------------------------------------------------------------
+
+    def flush(self, *, blocking: bool, persist: bool = False) -> None:
+        """Write what the protocol queued. Non-blocking callers never wait for the lock or the socket.
+
+        With ``persist`` (the background flush), keep writing, blocking, until nothing is left.
+        """
+        while True:
+            if not self._write_lock.acquire(blocking=blocking):
+                return  # the holder writes our bytes after its own
+            try:
+                if self.error is None and not self.finished:
+                    with self._protocol_lock:
+                        data = self.protocol.data_to_send()
+                    if self._unsent:
+                        data = self._unsent + data
+                        self._unsent = []
+                    if data:
+                        if blocking:
+                            self._write_all(data)
+                        else:
+                            self._unsent = self._write_some(data)
+                            if self._unsent:
+                                with self._flushers_lock:
+                                    self._flushers += 1
+                                threading.Thread(target=self._background_flush, daemon=True).start()
+                                return
+                    if self.protocol.should_close_tcp and not self.pending():
+                        self.shutdown_write_now()
+            finally:
+                self._write_lock.release()
+            if not self.protocol.output_size or self.error is not None:
+                return
+            blocking = persist
+
+    def shutdown_write_now(self) -> None:
+        """Send FIN (the caller made sure nothing is left to write)."""
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close_socket(self) -> None:
+        """Close the socket once no writer is using it."""
+        with self._write_lock:
+            self.finished = True
+            try:
+                self.socket.close()
+            except OSError:
+                pass
+
+    def _background_flush(self) -> None:
+        try:
+            self.flush(blocking=True, persist=True)
+        finally:
+            with self._flushers_lock:
+                self._flushers -= 1
+            self._on_flushed()
+        callback = self.on_drain
+        if callback is not None and not self.buffered_amount and not self.finished:
+            try:
+                callback()
+            except Exception:
+                self._logger.exception("on_drain callback failed")
+
+    def _write_all(self, buffers: list[Data], more: bool = False) -> None:
+        sock = self.socket
+        flags = MSG_MORE if more else 0
+        self.corked = more
+        if len(buffers) > 1 or len(buffers[0]) > 65536:
+            self._writing = sum(len(b) for b in buffers)
+        try:
+            if len(buffers) == 1 or self._tls:
+                for buffer in buffers:
+                    view = memoryview(buffer)
+                    while view:
+                        try:
+                            sent = sock.send(view, flags) if flags else sock.send(view)
+                        except WOULD_BLOCK:
+                            self._wait_writable()
+                            continue
+                        view = view[sent:]
+            else:
+                pending = [memoryview(b) for b in buffers]
+                while pending:
+                    try:
+                        sent = sock.sendmsg(pending, [], flags)
+                    except WOULD_BLOCK:
+                        self._wait_writable()
+                        continue
+                    while sent:
+                        if sent >= len(pending[0]):
+                            sent -= len(pending.pop(0))
+                        else:
+                            pending[0] = pending[0][sent:]
+                            sent = 0
+        except OSError as exc:
+            self._failed(exc)
+        finally:
+            self._writing = 0
+
+    def push(self) -> None:
+        """Send what MSG_MORE held back: setting TCP_NODELAY again pushes pending data (Linux tcp(7))."""
+        self.corked = False
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def _write_some(self, buffers: list[Data]) -> list[Data]:
+        """Write without blocking; return what did not fit."""
+        for index, buffer in enumerate(buffers):
+            view = memoryview(buffer)
+            while view:
+                try:
+                    sent = self.socket.send(view)
+                except WOULD_BLOCK:
+                    return [view.tobytes()] + buffers[index + 1 :]
+                except OSError as exc:
+                    self._failed(exc)
+                    return []
+                view = view[sent:]
+        return []
+
+    def _wait_writable(self) -> None:
+        """Wait until the socket takes more bytes; raise TimeoutError after ``write_timeout`` without any."""
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._fd, select.POLLOUT)
+        timeout = None if self.write_timeout is None else int(self.write_timeout * 1000)
+        if not self._poller.poll(timeout):
+            self._logger.info(
+                "%s read nothing of ours for %ss: dropping the connection", self._peer, self.write_timeout
+            )
+            raise TimeoutError(f"the peer read nothing for write_timeout={self.write_timeout}s")
+
+    def _failed(self, exc: BaseException) -> None:
+        self.error = exc.with_traceback(None)  # its frames would hold the connection in a cycle
+        self._logger.debug("write to %s failed: %s", self._peer, exc)
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._on_write_error()
