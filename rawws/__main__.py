@@ -12,6 +12,7 @@ from typing import Any
 
 from .exceptions import ConnectionClosed, RawwsError
 from .sync.client import connect
+from .sync.options import ClientOptions, ServerOptions
 from .sync.server import Server, serve
 
 __all__ = ["main"]
@@ -49,16 +50,15 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
-def _server_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "max_size": args.max_size,
-        "max_queue": args.max_queue,
-        "origins": args.origin or None,
-        "subprotocols": args.subprotocol or None,
-        "ping_interval": args.ping_interval or None,
-        "ssl": _tls_context(args),
-    }
-    return options
+def _server_options(args: argparse.Namespace) -> ServerOptions:
+    return ServerOptions(
+        max_size=args.max_size,
+        max_queue=args.max_queue,
+        origins=args.origin or None,
+        subprotocols=args.subprotocol or (),
+        ping_interval=args.ping_interval or None,
+        ssl=_tls_context(args),
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -66,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.echo == args.broker:
         print("choose what to serve: --echo or --broker", file=sys.stderr)
         return 2
+    server: Server
     if args.broker:
         from .pubsub.server import serve_broker
 
@@ -77,11 +78,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_depth=args.max_depth,
             overflow=args.overflow,
             redis=args.redis,
-            **_server_options(args),
+            options=_server_options(args),
         )
         what = "pub/sub server"
     else:
-        server = serve(_echo, args.host, args.port, **_server_options(args))
+        server = serve(_echo, args.host, args.port, options=_server_options(args))
         what = "echo server"
     return _run(server, what, "wss" if args.certfile else "ws", args.host)
 
@@ -105,14 +106,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_connect(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.trace)
-    options: dict[str, Any] = {"subprotocols": args.subprotocol or None, "origin": args.origin}
+    context = None
     if args.insecure:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        options["ssl"] = context
     try:
-        ws = connect(args.url, **options)
+        ws = connect(
+            args.url, options=ClientOptions(subprotocols=args.subprotocol or (), origin=args.origin, ssl=context)
+        )
     except (OSError, RawwsError) as exc:
         print(f"could not connect: {exc}", file=sys.stderr)
         return 1

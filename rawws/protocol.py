@@ -214,6 +214,9 @@ class Protocol:
         self.trace = trace
         """If set, called with ("<" or ">", opcode, fin, payload) for every frame in and out."""
 
+    def __repr__(self) -> str:
+        return f"<Protocol {self.role.value} {self.state.name}>"
+
     # --- receiving ---------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview, *, max_messages: int | None = None) -> list[Event]:

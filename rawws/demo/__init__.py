@@ -8,13 +8,18 @@ build step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from ..http11 import Request, Response
 from ..pubsub.broker import MessageBroker
-from ..pubsub.server import broker_handler
-from ..sync.server import PendingConnection, Server, serve
+from ..pubsub.server import BrokerServer, broker_handler
+from ..sync.options import ServerOptions, ServerSettings
+from ..sync.server import PendingConnection, listen
 
 __all__ = ["serve_demo", "STATIC"]
 
@@ -31,9 +36,14 @@ def _load(name: str) -> bytes:
 
 
 def serve_demo(
-    host: str | None = "127.0.0.1", port: int = 8765, *, broker: MessageBroker | None = None, **options: Any
-) -> Server:
-    """The chat demo server: pages on ``/``, WebSocket on ``/ws``. Options go to :func:`rawws.serve`."""
+    host: str | None = "127.0.0.1",
+    port: int = 8765,
+    *,
+    broker: MessageBroker | None = None,
+    options: ServerOptions | None = None,
+    **settings: Unpack[ServerSettings],
+) -> BrokerServer:
+    """The chat demo server: pages on ``/``, WebSocket on ``/ws``. Settings are :func:`rawws.serve`'s."""
     files = {path: (_load(name), kind) for path, (name, kind) in STATIC.items()}
     broker = broker or MessageBroker()
 
@@ -50,6 +60,5 @@ def serve_demo(
             return pending.respond(200, body, headers=[("Cache-Control", "no-cache")], content_type=kind)
         return pending.respond(404, f"no such page: {path}\n")
 
-    server = serve(broker_handler(broker), host, port, process_request=process_request, **options)
-    server.broker = broker
-    return server
+    options = replace(replace(options or ServerOptions(), **settings), process_request=process_request)
+    return BrokerServer(broker_handler(broker), listen(host, port), options, broker)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from ..exceptions import InvalidState
 from ..sync.connection import Message
 from ..sync.eventclient import EventClient
+from ..sync.options import EventClientSettings
 from .messages import Dispatcher, MessageError, make_message, parse_message
 
 __all__ = ["PubSubClient"]
@@ -34,14 +38,16 @@ class PubSubClient:
     go to :class:`~rawws.EventClient` (backoff settings, ``on_close``…).
     """
 
-    def __init__(self, uri: str, **options: Any) -> None:
+    def __init__(
+        self, uri: str, *, on_open: Callable[[EventClient], Any] | None = None, **options: Unpack[EventClientSettings]
+    ) -> None:
         self._channels: dict[str, list[ChannelCallback]] = {}
         self._lock = threading.Lock()
         self.dispatcher = Dispatcher()
         self.dispatcher.on("message")(self._on_channel_message)
-        user_open = options.pop("on_open", None)
+        user_open = on_open
 
-        def on_open(client: EventClient) -> None:
+        def resubscribe(client: EventClient) -> None:
             with self._lock:
                 channels = list(self._channels)
             for channel in channels:  # restore subscriptions on every (re)connect
@@ -49,7 +55,7 @@ class PubSubClient:
             if user_open is not None:
                 user_open(client)
 
-        self.events = EventClient(uri, on_open=on_open, on_message=self._on_message, **options)
+        self.events = EventClient(uri, on_open=resubscribe, on_message=self._on_message, **options)
 
     def start(self) -> PubSubClient:
         self.events.start()

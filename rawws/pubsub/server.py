@@ -33,20 +33,34 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from ..exceptions import ConnectionClosed
 from ..frames import CloseCode
 from ..sync.connection import Connection
-from ..sync.server import Server, serve
+from ..sync.options import ServerOptions, ServerSettings
+from ..sync.server import Handler, Server, listen
 from .broker import MessageBroker, SubscriberGone
 from .messages import MAX_DEPTH, MessageError, make_message, parse_message
 
-__all__ = ["serve_broker", "broker_handler", "CLIENT_TYPES", "MAX_DEPTH", "MAX_PENDING", "MAX_PENDING_BYTES"]
+__all__ = [
+    "serve_broker",
+    "broker_handler",
+    "BrokerServer",
+    "CLIENT_TYPES",
+    "MAX_DEPTH",
+    "MAX_PENDING",
+    "MAX_PENDING_BYTES",
+]
 
 logger = logging.getLogger("rawws.pubsub")
 
@@ -386,9 +400,11 @@ def serve_broker(
     max_pending_bytes: int | None = MAX_PENDING_BYTES,
     max_depth: int = MAX_DEPTH,
     redis: str | None = None,
-    **serve_options: Any,
-) -> Server:
-    """Run the pub/sub server; the returned :class:`Server` has a ``broker`` attribute.
+    sock: socket.socket | None = None,
+    options: ServerOptions | None = None,
+    **settings: Unpack[ServerSettings],
+) -> BrokerServer:
+    """Run the pub/sub server; the returned :class:`BrokerServer` has a ``broker`` attribute.
 
     ``max_pending`` (1,000) messages or ``max_pending_bytes`` (4 MiB, see
     :data:`MAX_PENDING_BYTES`; None: no byte limit) of text queued for one slow
@@ -397,9 +413,10 @@ def serve_broker(
     until it is under both limits; a single message is always let through).
     ``max_message_size``: longest message a client may send (64 KiB).
     ``max_depth``: deepest nesting of arrays and objects accepted in a message,
-    the envelope counting as 1 (32, :data:`~rawws.pubsub.messages.MAX_DEPTH`). Other
-    options go to :func:`rawws.serve`. ``redis="redis://host:port/db"`` (or
-    ``rediss://``) shares channels with every other node on that Redis through
+    the envelope counting as 1 (32, :data:`~rawws.pubsub.messages.MAX_DEPTH`).
+    The server's settings (``options`` and keyword arguments) are
+    :func:`rawws.serve`'s. ``redis="redis://host:port/db"`` (or ``rediss://``)
+    shares channels with every other node on that Redis through
     :class:`~rawws.pubsub.redis_backend.RedisBackend` (needs ``pip install 'rawws[redis]'``).
     """
     if broker is None:
@@ -422,6 +439,16 @@ def serve_broker(
         max_pending_bytes=max_pending_bytes,
         max_depth=max_depth,
     )
-    server = serve(handler, host, port, **serve_options)
-    server.broker = broker
-    return server
+    options = replace(options or ServerOptions(), **settings)
+    return BrokerServer(handler, sock if sock is not None else listen(host, port), options, broker)
+
+
+class BrokerServer(Server):
+    """A :class:`~rawws.sync.server.Server` whose connections speak the pub/sub protocol over ``broker``.
+
+    Server code publishes to the same channels through ``server.broker``.
+    """
+
+    def __init__(self, handler: Handler, sock: socket.socket, options: ServerOptions, broker: MessageBroker) -> None:
+        super().__init__(handler, sock, options)
+        self.broker = broker

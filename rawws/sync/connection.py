@@ -41,6 +41,7 @@ from ..frames import CloseCode, Data
 from ..http11 import Request, Response
 from ..protocol import PreparedMessage, Protocol, State
 from .keepalive import Keepalive, PongWaiter
+from .options import ConnectionOptions
 from .receiving import Hooks, Receiver
 from .sending import Message, Sender
 from .timers import Deadline, Timer, call_later
@@ -78,12 +79,7 @@ class Connection:
         request: Request,
         response: Response,
         subprotocol: str | None = None,
-        max_queue: int | None = 16,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        close_timeout: float | None = 10.0,
-        write_limit: int | None = 2**20,
-        write_timeout: float | None = 20.0,
+        options: ConnectionOptions | None = None,
         logger: logging.Logger | None = None,
         leftover: bytes = b"",
         remote_address: Any = None,
@@ -95,7 +91,8 @@ class Connection:
         self.request = request
         self.response = response
         self.subprotocol = subprotocol
-        self.close_timeout = close_timeout
+        self.options = options = options or ConnectionOptions()
+        self.close_timeout = options.close_timeout
         self.logger = logger or logging.getLogger("rawws")
         self.local_address: Any = sock.getsockname()
         self.remote_address: Any = remote_address if remote_address is not None else _peername(sock)
@@ -109,8 +106,8 @@ class Connection:
             sock,
             protocol,
             self._protocol_lock,
-            write_limit=write_limit,
-            write_timeout=write_timeout,
+            write_limit=options.write_limit,
+            write_timeout=options.write_timeout,
             closed_exception=self._closed_exception,
             on_write_error=self._write_failed,
             on_flushed=self._flushed,
@@ -120,8 +117,8 @@ class Connection:
         self._keepalive = Keepalive(
             protocol,
             self._protocol_lock,
-            interval=ping_interval,
-            timeout=ping_timeout,
+            interval=options.ping_interval,
+            timeout=options.ping_timeout,
             send_ping=lambda: self._sender.flush(blocking=False),
             fail=self._fail_silent_peer,
             closed_exception=self._closed_exception,
@@ -143,8 +140,8 @@ class Connection:
             self._protocol_lock,
             self._sender,
             hooks,
-            max_queue=max_queue,
-            close_timeout=close_timeout,
+            max_queue=options.max_queue,
+            close_timeout=options.close_timeout,
             logger=self.logger,
             peer=peer,
         )

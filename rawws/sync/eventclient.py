@@ -15,11 +15,16 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionClosed, InvalidState, RawwsError
 from .client import ClientConnection, connect
 from .connection import Message
+from .options import ClientOptions, ClientSettings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["EventClient"]
 
@@ -50,7 +55,7 @@ class EventClient:
         max_delay: float = 30.0,
         jitter: float = 0.1,
         max_attempts: int | None = None,
-        **connect_options: Any,
+        **connect_options: Unpack[ClientSettings],
     ) -> None:
         if initial_delay < 0 or factor < 1 or max_delay < initial_delay or not 0 <= jitter <= 1:
             raise ValueError("need 0 <= initial_delay <= max_delay, factor >= 1 and 0 <= jitter <= 1")
@@ -65,7 +70,7 @@ class EventClient:
         self.max_delay = max_delay
         self.jitter = jitter
         self.max_attempts = max_attempts
-        self.connect_options = connect_options
+        self.connect_options = replace(ClientOptions(), **connect_options)
         self.connection: ClientConnection | None = None
         self.ready_state = CLOSED
         self.delays: list[float] = []
@@ -122,7 +127,7 @@ class EventClient:
         while not self._stop.is_set():
             self.ready_state = CONNECTING
             try:
-                connection = connect(self.uri, **self.connect_options)
+                connection = connect(self.uri, options=self.connect_options)
             except (OSError, RawwsError) as exc:
                 self._emit(self.on_error, exc)
             else:

@@ -237,8 +237,8 @@ class Sender:
                         self.shutdown_write_now()
             finally:
                 self._write_lock.release()
-            if not self.protocol.output_size or self.error is not None:
-                return
+            if not self.protocol.output_size or self.error is not None or self.finished:
+                return  # (finished: what is left will never be written; looping would spin)
             blocking = persist
 
     def shutdown_write_now(self) -> None:

@@ -14,28 +14,25 @@ import socket
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from ..exceptions import ConnectionClosed, InvalidHandshake
-from ..extensions.permessage_deflate import NAME as DEFLATE
-from ..extensions.permessage_deflate import DeflateConfig, compression_config, negotiate_server
 from ..frames import CloseCode
-from ..handshake import (
-    accept,
-    check_request,
-    parse_extensions,
-    parse_token_list,
-    reject,
-    select_subprotocol,
-    serialize_extensions,
-)
-from ..http11 import HeadParser, Request, Response
-from ..protocol import SERVER, Protocol, prepare_message
+from ..handshake import reject
+from ..http11 import Request, Response
+from ..opening import ServerHandshake
+from ..protocol import Protocol, prepare_message
 from .connection import Connection, Message, frame_tracer
+from .options import ConnectionOptions, ServerOptions, ServerSettings
 from .threads import ThreadCounter, start_thread
+from .timers import Deadline
 
-__all__ = ["serve", "Server", "ServerConnection", "PendingConnection", "broadcast"]
+__all__ = ["serve", "listen", "Server", "ServerConnection", "PendingConnection", "broadcast"]
 
 SERVER_HEADER = "rawws/0.1"
 
@@ -64,9 +61,34 @@ _BUSY_RESPONSE = reject(
 
 
 class ServerConnection(Connection):
-    """The server side of a WebSocket connection; handlers receive one."""
+    """The server side of a WebSocket connection; handlers receive one. ``server`` is its :class:`Server`."""
 
-    server: Server
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: Protocol,
+        *,
+        server: Server,
+        request: Request,
+        response: Response,
+        subprotocol: str | None,
+        options: ConnectionOptions,
+        logger: logging.Logger,
+        leftover: bytes,
+        remote_address: Any,
+    ) -> None:
+        self.server = server
+        super().__init__(
+            sock,
+            protocol,
+            request=request,
+            response=response,
+            subprotocol=subprotocol,
+            options=options,
+            logger=logger,
+            leftover=leftover,
+            remote_address=remote_address,
+        )
 
 
 class PendingConnection:
@@ -108,13 +130,12 @@ ProcessRequest = Callable[[PendingConnection, Request], "Response | None"]
 class Server:
     """A listening WebSocket server. Build it with :func:`serve`."""
 
-    broker: Any = None  # set by serve_broker()
-
-    def __init__(self, handler: Handler, sock: socket.socket, options: dict[str, Any]) -> None:
+    def __init__(self, handler: Handler, sock: socket.socket, options: ServerOptions) -> None:
         self.handler = handler
         self.socket = sock
         self.options = options
-        self.logger: logging.Logger = options["logger"]
+        self.logger: logging.Logger = options.logger or logging.getLogger("rawws.server")
+        self.deflate = options.deflate
         self.connections: set[ServerConnection] = set()
         self._running = ThreadCounter()  # connection threads (handshake and handler)
         self._handler_threads: set[int] = set()
@@ -188,7 +209,7 @@ class Server:
             self._stopped.set()
 
     def _spawn(self, client: socket.socket, address: Any) -> None:
-        limit: int | None = self.options.get("max_handshakes", DEFAULT_MAX_HANDSHAKES)
+        limit = self.options.max_handshakes
         with self._handshakes_lock:
             admitted = limit is None or self._handshakes < limit
             if admitted:
@@ -219,7 +240,7 @@ class Server:
         if now - self._busy_warned_at >= 10.0:
             self.logger.warning(
                 "max_handshakes (%s) reached: refused %d connection(s) with 503 since the last warning, latest %s",
-                self.options.get("max_handshakes"),
+                self.options.max_handshakes,
                 self._busy_refused,
                 address,
             )
@@ -229,7 +250,7 @@ class Server:
             self.logger.debug("max_handshakes reached: refused %s with 503", address)
         try:
             client.setblocking(False)
-            if self.options["ssl"] is None:
+            if self.options.ssl is None:
                 client.send(_BUSY_RESPONSE)
                 client.shutdown(socket.SHUT_WR)
                 for _ in range(4):  # read what has arrived, so that closing sends FIN rather than RST
@@ -256,45 +277,47 @@ class Server:
                 self._handler_threads.discard(threading.get_ident())
 
     def _handshake(self, client: socket.socket, address: Any) -> ServerConnection | None:
+        """Run the opening handshake (:class:`~rawws.opening.ServerHandshake`) over ``client``."""
         options = self.options
-        deadline = time.monotonic() + options["open_timeout"]
+        deadline = Deadline(options.open_timeout)
+        handshake = ServerHandshake(
+            origins=options.origins,
+            subprotocols=options.subprotocols,
+            select_subprotocol=options.select_subprotocol,
+            compression=self.deflate,
+            extra_headers=[("Server", SERVER_HEADER)],
+        )
         sock = client
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(options["open_timeout"])
-            if options["ssl"] is not None:
-                sock = options["ssl"].wrap_socket(sock, server_side=True)
-            parser = HeadParser("request")
+            sock.settimeout(options.open_timeout)
+            if options.ssl is not None:
+                sock = options.ssl.wrap_socket(sock, server_side=True)
             request = None
             while request is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                remaining = deadline.remaining()
+                if remaining is not None and remaining <= 0:
                     raise TimeoutError
                 sock.settimeout(remaining)
                 data = sock.recv(65536)
                 if not data:
                     sock.close()
                     return None
-                request = parser.feed(data)
-            assert isinstance(request, Request)
-            pending = PendingConnection(sock, address, self)
-            if options["process_request"] is not None:
-                answer = options["process_request"](pending, request)
+                request = handshake.receive_data(data)
+            if options.process_request is not None:
+                answer = options.process_request(PendingConnection(sock, address, self), request)
                 if answer is not None:
-                    self._send_and_close(sock, answer)
+                    handshake.respond(answer)
+                    self._send_and_close(sock, handshake.data_to_send())
                     return None
             if self._closing.is_set():
                 raise InvalidHandshake("server is shutting down", status=503)
-            key = check_request(request, origins=options["origins"])
-            subprotocol = self._choose_subprotocol(request)
-            extensions, extension_header = self._negotiate_extensions(request)
-            response = accept(
-                key, subprotocol=subprotocol, extensions=extension_header, extra_headers=[("Server", SERVER_HEADER)]
-            )
-            sock.sendall(response.serialize())
+            handshake.accept(request)
+            sock.sendall(handshake.data_to_send())
         except InvalidHandshake as exc:
             self.logger.info("refused handshake from %s: %s %s", address, exc.status, exc)
-            self._send_and_close(sock, reject(exc.status or 400, str(exc), exc.headers))
+            handshake.refuse(exc)
+            self._send_and_close(sock, handshake.data_to_send())
             return None
         except (OSError, TimeoutError) as exc:
             self.logger.debug("handshake with %s failed: %s", address, exc)
@@ -302,70 +325,33 @@ class Server:
             return None
         except Exception:
             self.logger.exception("error in the opening handshake")
-            self._send_and_close(sock, reject(500, "internal server error"))
+            handshake.respond(reject(500, "internal server error"))
+            self._send_and_close(sock, handshake.data_to_send())
             return None
-        protocol = Protocol(
-            SERVER,
-            max_size=options["max_size"],
-            extensions=extensions,
+        protocol = handshake.protocol(
+            max_size=options.max_size,
             fragment_events=True,
             defer_failure=True,
             trace=frame_tracer(self.logger, address) if self.logger.isEnabledFor(logging.DEBUG) else None,
         )
-        connection = ServerConnection(
+        assert handshake.response is not None
+        return ServerConnection(
             sock,
             protocol,
+            server=self,
             request=request,
-            response=response,
-            subprotocol=subprotocol,
-            max_queue=options["max_queue"],
-            ping_interval=options["ping_interval"],
-            ping_timeout=options["ping_timeout"],
-            close_timeout=options["close_timeout"],
-            write_limit=options["write_limit"],
-            write_timeout=options["write_timeout"],
+            response=handshake.response,
+            subprotocol=handshake.subprotocol,
+            options=options,
             logger=self.logger,
-            leftover=parser.remainder,
+            leftover=handshake.remainder,
             remote_address=address,
         )
-        connection.server = self
-        return connection
 
-    def _choose_subprotocol(self, request: Request) -> str | None:
-        offered = parse_token_list(request.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol")
-        chooser = self.options["select_subprotocol"]
-        if chooser is not None:
-            chosen: str | None = chooser(offered)
-            if chosen is not None and chosen not in offered:
-                raise InvalidHandshake(f"select_subprotocol returned {chosen!r}, which the client did not offer", 500)
-            return chosen
-        supported = self.options["subprotocols"]
-        if not supported:
-            return None
-        chosen = select_subprotocol(offered, supported)
-        if chosen is None and offered:
-            self.logger.debug("no common subprotocol: client offered %s", offered)
-        return chosen
-
-    def _negotiate_extensions(self, request: Request) -> tuple[list[Any], str | None]:
-        config = self.options["compression"]
-        if config is None:
-            return [], None
-        offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))  # malformed: 400
-        result = negotiate_server(offers, config)
-        if result is None:
-            return [], None
-        params, extension = result
-        return [extension], serialize_extensions([(DEFLATE, params)])
-
-    def _send_and_close(self, sock: socket.socket, response: Response) -> None:
+    def _send_and_close(self, sock: socket.socket, data: bytes) -> None:
         try:
-            if response.body and "Content-Length" not in response.headers:
-                response.headers["Content-Length"] = str(len(response.body))
-            if "Connection" not in response.headers:
-                response.headers["Connection"] = "close"
-            sock.settimeout(self.options["close_timeout"] or 5.0)
-            sock.sendall(response.serialize())
+            sock.settimeout(self.options.close_timeout or 5.0)
+            sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
             # Read what the client still sends (for at most a second) so that closing does not
             # reset the connection before it has read our answer.
@@ -460,70 +446,32 @@ def serve(
     port: int = 8765,
     *,
     sock: socket.socket | None = None,
-    subprotocols: Sequence[str] | None = None,
-    select_subprotocol: Callable[[list[str]], str | None] | None = None,
-    origins: Sequence[str | None] | None = None,
-    process_request: ProcessRequest | None = None,
-    max_size: int | None = 2**20,
-    max_queue: int | None = 16,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    open_timeout: float = 10.0,
-    max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
-    close_timeout: float | None = 10.0,
-    write_limit: int | None = 2**20,
-    write_timeout: float | None = 20.0,
-    ssl: ssl_module.SSLContext | None = None,
-    compression: str | DeflateConfig | None = "deflate",
-    logger: logging.Logger | None = None,
     backlog: int = 1024,
+    options: ServerOptions | None = None,
+    **settings: Unpack[ServerSettings],
 ) -> Server:
     """Listen on ``host``:``port`` and run ``handler(connection)`` for every WebSocket client.
 
+    Settings are :class:`~rawws.sync.options.ServerOptions`' fields, given as
+    keyword arguments (``serve(handler, max_size=2**24, ping_interval=None)``)
+    or as one ``options`` object (keyword arguments then override its fields).
     Defaults, close to the ``websockets`` package's: ``max_size`` 1 MiB per
     message; ``max_queue`` 16 received messages waiting for the handler (then
     reading stops: TCP back-pressure); keepalive ping every 20 s with 20 s to
     answer (else close 1011); 10 s to finish the opening handshake (slowloris
-    defence) and 10 s for the closing handshake. ``origins`` lists allowed
-    ``Origin`` values (None allows a missing header); others get 403.
-    ``process_request(connection, request)`` may return a
-    :class:`~rawws.http11.Response` to answer plain HTTP instead of upgrading.
-    ``compression``: ``"deflate"`` (the default) accepts permessage-deflate
-    (RFC 7692) offers with :class:`~rawws.extensions.permessage_deflate.DeflateConfig`'s
-    defaults; pass a ``DeflateConfig`` to choose window bits, context takeover
-    and the size threshold, or None to refuse compression.
-    ``max_handshakes`` (default 256, None for no cap) caps the opening
-    handshakes in progress, each of which holds a thread for up to
-    ``open_timeout``: past it, a new connection is answered ``503 Service
-    Unavailable`` with ``Retry-After: 1`` straight from the accept loop (a TLS
-    server just closes it), so a flood of half-open handshakes cannot exhaust
-    threads, and established connections keep being served.
-    ``write_limit`` (1 MiB) and ``write_timeout`` (20 s): when a peer does not
-    read what the server writes to it and a pong is owed to it or more than
-    ``write_limit`` bytes wait, the server stops reading from it until it
-    does; a peer that takes nothing for ``write_timeout`` is dropped.
-    Pass ``port=0`` for a free port (see :attr:`Server.port`).
+    defence) and 10 s for the closing handshake; at most ``max_handshakes``
+    (256) handshakes in progress, past which new connections get 503 at once;
+    ``write_limit`` 1 MiB and ``write_timeout`` 20 s for peers that do not
+    read; permessage-deflate accepted (``compression=None`` refuses it).
+    ``origins`` lists allowed ``Origin`` values (None allows a missing
+    header); others get 403. ``process_request(pending, request)`` may return
+    a :class:`~rawws.http11.Response` to answer plain HTTP instead of
+    upgrading. Pass ``port=0`` for a free port (see :attr:`Server.port`).
     """
-    if max_handshakes is not None and max_handshakes < 1:
-        raise ValueError(f"max_handshakes must be at least 1, or None for no cap, not {max_handshakes!r}")
-    if sock is None:
-        sock = socket.create_server((host or "", port), backlog=backlog, reuse_port=False, dualstack_ipv6=False)
-    options = {
-        "subprotocols": list(subprotocols or ()),
-        "select_subprotocol": select_subprotocol,
-        "origins": list(origins) if origins is not None else None,
-        "process_request": process_request,
-        "max_size": max_size,
-        "max_queue": max_queue,
-        "ping_interval": ping_interval,
-        "ping_timeout": ping_timeout,
-        "open_timeout": open_timeout,
-        "max_handshakes": max_handshakes,
-        "close_timeout": close_timeout,
-        "write_limit": write_limit,
-        "write_timeout": write_timeout,
-        "ssl": ssl,
-        "compression": compression_config(compression),
-        "logger": logger or logging.getLogger("rawws.sync.server"),
-    }
-    return Server(handler, sock, options)
+    options = replace(options or ServerOptions(), **settings)
+    return Server(handler, sock if sock is not None else listen(host, port, backlog), options)
+
+
+def listen(host: str | None = "127.0.0.1", port: int = 8765, backlog: int = 1024) -> socket.socket:
+    """The listening socket :func:`serve` uses (``host`` None or "" listens on every interface)."""
+    return socket.create_server((host or "", port), backlog=backlog, reuse_port=False, dualstack_ipv6=False)
