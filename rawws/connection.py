@@ -919,8 +919,8 @@ class Connection:
                             pass
             finally:
                 self._write_lock.release()
-            if not self.protocol.output_size or self._write_error is not None:
-                return
+            if not self.protocol.output_size or self._write_error is not None or self._terminated:
+                return  # (terminated: what is left will never be written; looping would spin)
             blocking = persist
 
     def _background_flush(self) -> None:
