@@ -49,6 +49,7 @@ class CountingProxy:
         self.up = 0  # client → server
         self.down = 0  # server → client
         self._lock = threading.Lock()
+        self._pumps: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -58,8 +59,10 @@ class CountingProxy:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
-            threading.Thread(target=self._pump, args=(client, server, "up"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, "down"), daemon=True).start()
+            for args in ((client, server, "up"), (server, client, "down")):
+                pump = threading.Thread(target=self._pump, args=args, daemon=True)
+                self._pumps.append(pump)
+                pump.start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, direction: str) -> None:
         try:
@@ -77,7 +80,10 @@ class CountingProxy:
                     pass
 
     def close(self) -> None:
+        """Stop accepting, and wait for the connections made through us to end: every byte counted."""
         self.listener.close()
+        for pump in list(self._pumps):
+            pump.join(10)
 
 
 def measure_polling(updates: int, interval: float, keep_alive: bool, browser: bool) -> tuple[int, int]:
@@ -117,9 +123,8 @@ def measure_polling(updates: int, interval: float, keep_alive: bool, browser: bo
             connection.close()
         time.sleep(interval)
     connection.close()
-    time.sleep(0.2)
-    httpd.shutdown()
     proxy.close()
+    httpd.shutdown()
     return proxy.up, proxy.down
 
 
@@ -135,9 +140,8 @@ def measure_websocket(updates: int, interval: float) -> tuple[int, int]:
     with connect(f"ws://127.0.0.1:{proxy.port}/", compression=None, ping_interval=None) as ws:
         received = [m for m in ws]
     assert received == [update(i).decode() for i in range(updates)]
-    time.sleep(0.2)
-    server.shutdown(5)
     proxy.close()
+    server.shutdown(5)
     return proxy.up, proxy.down
 
 

@@ -9,6 +9,7 @@ it again on the same port, and shows the client reconnecting by itself
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from rawws import EventClient, ServerConnection, serve
@@ -23,12 +24,12 @@ def main() -> None:
     server = serve(echo, "127.0.0.1", 0).start()
     port = server.port
     opened = threading.Semaphore(0)
-    replies: list[str] = []
+    replied = threading.Semaphore(0)
 
     client = EventClient(
         f"ws://127.0.0.1:{port}/",
         on_open=lambda c: (print("open"), opened.release()),
-        on_message=lambda c, message: (print("message:", message), replies.append(str(message))),
+        on_message=lambda c, message: (print("message:", message), replied.release()),
         on_close=lambda c, code, reason: print(f"close: code={code}"),
         on_error=lambda c, exc: print(f"error: {type(exc).__name__}"),
         initial_delay=0.2,
@@ -36,15 +37,20 @@ def main() -> None:
         max_delay=2.0,
     )
     with client:
-        assert opened.acquire(timeout=10)
+        if not opened.acquire(timeout=30):
+            sys.exit("did not connect")
         client.send("hello before the restart")
+        # Wait for the echo: a server stopped right after the send may never have read it.
+        if not replied.acquire(timeout=30):
+            sys.exit("no echo")
         server.shutdown(5)
         print("server stopped; the client will retry with backoff")
         server = serve(echo, "127.0.0.1", port).start()
-        assert opened.acquire(timeout=15), "did not reconnect"
+        if not opened.acquire(timeout=30):
+            sys.exit("did not reconnect")
         client.send("hello after the restart")
-        while len(replies) < 2:
-            threading.Event().wait(0.05)
+        if not replied.acquire(timeout=30):
+            sys.exit("no echo after the restart")
         print("reconnect delays waited:", [round(d, 2) for d in client.delays])
     server.shutdown(5)
 

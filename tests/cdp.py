@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rawws import ConnectionClosed, connect
+from tests.conftest import scaled
 
 __all__ = ["Browser", "Page", "find_chromium"]
 
@@ -45,7 +46,8 @@ class CDPError(RuntimeError):
 
 
 class Browser:
-    def __init__(self, executable: str, timeout: float = 20.0) -> None:
+    def __init__(self, executable: str, timeout: float | None = None) -> None:
+        timeout = scaled(20.0) if timeout is None else timeout
         self.profile = tempfile.mkdtemp(prefix="rawws-chromium-")
         self.process = subprocess.Popen(
             [executable, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
@@ -79,8 +81,14 @@ class Browser:
             pass
 
     def call(
-        self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 20
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float | None = None,
     ) -> Any:
+        """Call ``method`` and return its result, waiting at most ``timeout`` (default ``scaled(20)``)."""
+        timeout = scaled(20.0) if timeout is None else timeout
         ident = next(self._ids)
         message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
         if session:
@@ -114,7 +122,7 @@ class Browser:
             pass
         self.process.terminate()
         try:
-            self.process.wait(10)
+            self.process.wait(scaled(10))
         except subprocess.TimeoutExpired:
             self.process.kill()
         shutil.rmtree(self.profile, ignore_errors=True)
@@ -134,8 +142,9 @@ class Page:
             raise CDPError(f"{expression!r} raised: {result['exceptionDetails'].get('text')}")
         return result["result"].get("value")
 
-    def wait_for(self, expression: str, timeout: float = 10.0) -> Any:
-        end = time.monotonic() + timeout
+    def wait_for(self, expression: str, timeout: float | None = None) -> Any:
+        """Poll ``expression`` until it is truthy, at most ``timeout`` (default ``scaled(10)``); return its value."""
+        end = time.monotonic() + (scaled(10.0) if timeout is None else timeout)
         while True:
             try:
                 value = self.evaluate(expression)

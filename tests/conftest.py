@@ -1,18 +1,77 @@
-"""Shared fixtures: servers on free loopback ports, shut down after each test."""
+"""Shared fixtures: servers on free loopback ports, shut down after each test.
+
+Timeouts. A wait for something to happen (a recv, a join, a poll, a
+subprocess) is written ``scaled(seconds)``: the nominal figure times
+``TIMEOUT_SCALE``, from the environment variable ``RAWWS_TEST_TIMEOUT_SCALE``
+(default 1.0, and 3.0 in CI, whose machine is busy). A bare number of seconds
+in an assertion is a bound the code must keep, and is not scaled. pytest-timeout's
+per-test limit from pyproject.toml is scaled the same way, unless ``--timeout``
+or ``PYTEST_TIMEOUT`` sets it.
+
+Keepalive. The servers started here have keepalive off (``ping_interval=None``),
+and so do the clients of long or heavy tests: on a busy machine a ping can wait
+behind a backlog of messages longer than its timeout, and the connection is then
+closed with 1011 although nothing is wrong. Tests about keepalive set it explicitly.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from websockets.sync.server import serve as ws_serve
 
 from rawws.server import Server, serve
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _timeout_scale() -> float:
+    raw = os.environ.get("RAWWS_TEST_TIMEOUT_SCALE", "").strip()
+    if not raw:
+        return 3.0 if IN_CI else 1.0
+    try:
+        scale = float(raw)
+    except ValueError:
+        raise ValueError(f"RAWWS_TEST_TIMEOUT_SCALE must be a number, not {raw!r}") from None
+    if not scale > 0:
+        raise ValueError(f"RAWWS_TEST_TIMEOUT_SCALE must be positive, not {raw!r}")
+    return scale
+
+
+TIMEOUT_SCALE = _timeout_scale()
+"""How much longer than nominal the waits in the tests may take (1.0 here, 3.0 in CI by default)."""
+
+
+def scaled(seconds: float) -> float:
+    """A wait of nominally ``seconds``, stretched by :data:`TIMEOUT_SCALE` for slow or busy machines."""
+    return seconds * TIMEOUT_SCALE
+
+
+# Hypothesis fails an example that takes longer than its deadline (200 ms by default; none in
+# its own "ci" profile, which it loads when CI is set): stretch it like the other waits.
+_profile = settings.default
+if _profile is not None and _profile.deadline is not None and TIMEOUT_SCALE != 1.0:
+    settings.register_profile("rawws", parent=_profile, deadline=_profile.deadline * TIMEOUT_SCALE)
+    settings.load_profile("rawws")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Scale pytest-timeout's per-test limit from the config file (not one given by option or environment)."""
+    if TIMEOUT_SCALE == 1.0 or not config.pluginmanager.hasplugin("timeout"):
+        return
+    if config.getoption("timeout", None) is not None or os.environ.get("PYTEST_TIMEOUT"):
+        return
+    ini = config.getini("timeout")
+    if ini:
+        config.option.timeout = float(ini) * TIMEOUT_SCALE
 
 
 @pytest.fixture
@@ -21,14 +80,15 @@ def start_server() -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
     def start(handler: Callable[[Any], Any], **options: Any) -> Server:
-        options.setdefault("close_timeout", 3.0)
+        options.setdefault("close_timeout", scaled(3.0))
+        options.setdefault("ping_interval", None)
         server = serve(handler, "127.0.0.1", 0, **options).start()
         servers.append(server)
         return server
 
     yield start
     for server in servers:
-        server.shutdown(timeout=10)
+        server.shutdown(timeout=scaled(10))
 
 
 def echo(ws: Any) -> None:
@@ -36,16 +96,13 @@ def echo(ws: Any) -> None:
         ws.send(message)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes; return whether it held."""
-    event = threading.Event()
-    import time
-
-    end = time.monotonic() + timeout
+def wait_until(predicate: Callable[[], bool], timeout: float | None = None, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` (default ``scaled(5)``) passes; return whether it held."""
+    end = time.monotonic() + (scaled(5.0) if timeout is None else timeout)
     while time.monotonic() < end:
         if predicate():
             return True
-        event.wait(interval)
+        time.sleep(interval)
     return predicate()
 
 
@@ -55,6 +112,8 @@ def websockets_server() -> Iterator[Callable[..., int]]:
     servers: list[Any] = []
 
     def start(handler: Callable[[Any], None], **options: Any) -> int:
+        if "ping_interval" in inspect.signature(ws_serve).parameters:  # websockets >= 15 has sync keepalive
+            options.setdefault("ping_interval", None)
         server = ws_serve(handler, "127.0.0.1", 0, **options)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)

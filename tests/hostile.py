@@ -13,6 +13,7 @@ import time
 from rawws.frames import Frame, FrameParser, apply_mask, encode_header
 from rawws.handshake import generate_key
 from rawws.http11 import HeadParser, Response
+from tests.conftest import scaled
 
 __all__ = ["HostilePeer"]
 
@@ -23,8 +24,8 @@ DEFAULT_REQUEST = (
 
 
 class HostilePeer:
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float | None = None) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(5.0) if timeout is None else timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.parser = FrameParser(mask_expected=False, max_size=None)
         self.frames: list[Frame] = []
@@ -78,8 +79,9 @@ class HostilePeer:
     def send_frame(self, opcode: int, payload: bytes = b"", **kwargs: bool | int) -> None:
         self.send_raw(self.frame_bytes(opcode, payload, **kwargs))  # type: ignore[arg-type]
 
-    def read_frame(self, timeout: float = 5.0) -> Frame:
-        end = time.monotonic() + timeout
+    def read_frame(self, timeout: float | None = None) -> Frame:
+        """The next frame, waiting at most ``timeout`` (default ``scaled(5)``)."""
+        end = time.monotonic() + (scaled(5.0) if timeout is None else timeout)
         while not self.frames:
             self.sock.settimeout(max(0.01, end - time.monotonic()))
             data = self.sock.recv(65536)
@@ -88,18 +90,18 @@ class HostilePeer:
             self.frames.extend(self.parser.feed(data))
         return self.frames.pop(0)
 
-    def expect_close(self, timeout: float = 5.0) -> tuple[int, bytes]:
-        """Read frames until a close frame; return its code and reason bytes."""
+    def expect_close(self, timeout: float | None = None) -> tuple[int, bytes]:
+        """Read frames until a close frame; return its code and reason bytes. ``timeout`` is per frame."""
         while True:
             frame = self.read_frame(timeout)
             if frame.opcode == 8:
                 code = int.from_bytes(frame.payload[:2], "big") if frame.payload else 1005
                 return code, frame.payload[2:]
 
-    def expect_eof(self, timeout: float = 5.0) -> float:
-        """Wait for the server to close TCP; return how long it took."""
+    def expect_eof(self, timeout: float | None = None) -> float:
+        """Wait (at most ``timeout``, default ``scaled(5)``) for the server to close TCP; return how long it took."""
         start = time.monotonic()
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(scaled(5.0) if timeout is None else timeout)
         while True:
             try:
                 data = self.sock.recv(65536)

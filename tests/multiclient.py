@@ -16,6 +16,7 @@ from collections.abc import Callable
 from rawws.frames import FrameParser, apply_mask, encode_header
 from rawws.handshake import generate_key
 from rawws.http11 import HeadParser, Response
+from tests.conftest import scaled
 
 __all__ = ["MultiClient", "FirehoseTally"]
 
@@ -27,8 +28,9 @@ class MultiClient:
         self.sockets: list[socket.socket] = []
         self.parsers: list[FrameParser] = []
         self.closed: list[int | None] = [None] * count  # close code received, per client
+        self.eof = [False] * count  # whether the server closed TCP, per client
         for index in range(count):
-            sock = socket.create_connection(("127.0.0.1", ports[index % len(ports)]), timeout=10)
+            sock = socket.create_connection(("127.0.0.1", ports[index % len(ports)]), timeout=scaled(10))
             request = (
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {generate_key()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -37,7 +39,10 @@ class MultiClient:
             head = HeadParser("response")
             response = None
             while response is None:
-                response = head.feed(sock.recv(65536))
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError(f"client {index}: the server closed the connection during the handshake")
+                response = head.feed(data)
             assert isinstance(response, Response) and response.status == 101
             parser = FrameParser(mask_expected=False, max_size=None)
             self.sockets.append(sock)
@@ -49,11 +54,13 @@ class MultiClient:
                 self._frames(index, head.remainder, lambda i, t: None)
 
     def send_text(self, index: int, text: str) -> None:
+        self._send(index, 0x81, text.encode())
+
+    def _send(self, index: int, first_byte: int, payload: bytes) -> None:
         key = os.urandom(4)
-        data = text.encode()
-        frame = encode_header(0x81, len(data), key) + apply_mask(data, key)
+        frame = encode_header(first_byte, len(payload), key) + apply_mask(payload, key)
         sock = self.sockets[index]
-        sock.setblocking(True)
+        sock.settimeout(scaled(10))
         sock.sendall(frame)
         sock.setblocking(False)
 
@@ -63,10 +70,8 @@ class MultiClient:
                 on_text(index, frame.payload.decode())
             elif frame.opcode == 8:
                 self.closed[index] = int.from_bytes(frame.payload[:2], "big") if frame.payload else 1005
-            elif frame.opcode == 9:  # answer keepalive pings
-                key = os.urandom(4)
-                pong = encode_header(0x8A, len(frame.payload), key) + apply_mask(frame.payload, key)
-                self.sockets[index].send(pong)
+            elif frame.opcode == 9:  # answer keepalive pings (only while run() reads)
+                self._send(index, 0x8A, frame.payload)
 
     def run(self, on_text: Callable[[int, str], None], until: Callable[[], bool], timeout: float) -> bool:
         """Read from every client, calling ``on_text(index, text)``, until ``until()`` or ``timeout``."""
@@ -81,11 +86,23 @@ class MultiClient:
                     data = key.fileobj.recv(1 << 20)  # type: ignore[union-attr]
                 except BlockingIOError:
                     continue
+                except ConnectionResetError:
+                    data = b""
                 if not data:
+                    self.eof[index] = True
                     self.selector.unregister(key.fileobj)
                     continue
                 self._frames(index, data, on_text)
         return True
+
+    def close_codes(self) -> dict[str, int]:
+        """How many clients got each close code, or lost the connection without one (for failure messages)."""
+        summary: dict[str, int] = {}
+        for code, eof in zip(self.closed, self.eof, strict=True):
+            if code is not None or eof:
+                label = f"closed {code}" if code is not None else "EOF without a close frame"
+                summary[label] = summary.get(label, 0) + 1
+        return summary
 
     def close(self) -> None:
         for sock in self.sockets:

@@ -10,12 +10,15 @@ from collections.abc import Iterator
 import pytest
 
 from rawws.client import connect
+from tests.conftest import scaled
 
 
 @pytest.fixture
 def echo_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    command = [sys.executable, "-m", "rawws", "serve", "--echo", "--port", "0", "--max-size", "32MiB"]
+    # --ping-interval 0: no keepalive ping to queue behind tens of MiB of echo on a busy machine.
     process = subprocess.Popen(
-        [sys.executable, "-m", "rawws", "serve", "--echo", "--port", "0", "--max-size", "32MiB"],
+        [*command, "--ping-interval", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -26,19 +29,19 @@ def echo_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
     assert match, line
     yield process, int(match.group(1))
     process.terminate()
-    process.wait(10)
+    process.wait(scaled(10))
 
 
 def test_echo_server_echoes_with_the_same_type(echo_server: tuple[subprocess.Popen[str], int]) -> None:
     _, port = echo_server
-    with connect(f"ws://127.0.0.1:{port}/", max_size=32 * 2**20) as ws:
+    with connect(f"ws://127.0.0.1:{port}/", max_size=32 * 2**20, ping_interval=None) as ws:
         ws.send("text")
-        assert ws.recv(timeout=5) == "text"
+        assert ws.recv(timeout=scaled(5)) == "text"
         ws.send(b"bin")
-        assert ws.recv(timeout=5) == b"bin"
+        assert ws.recv(timeout=scaled(5)) == b"bin"
         big = b"\x5a" * (20 * 2**20)  # tens of MiB when --max-size allows
         ws.send(big)
-        assert ws.recv(timeout=60) == big
+        assert ws.recv(timeout=scaled(60)) == big
 
 
 def test_interactive_client(echo_server: tuple[subprocess.Popen[str], int]) -> None:
@@ -59,7 +62,7 @@ def test_interactive_client(echo_server: tuple[subprocess.Popen[str], int]) -> N
             assert client.stdout.readline() == f"< {line}\n"
         client.stdin.close()  # Ctrl-D
         assert client.stdout.readline() == "connection closed: 1000\n"
-        assert client.wait(10) == 0
+        assert client.wait(scaled(10)) == 0
     finally:
         client.kill()
     assert client.stderr is not None
@@ -76,7 +79,7 @@ def test_connect_to_nothing_fails_cleanly() -> None:
         input="",
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=scaled(30),
     )
     assert result.returncode == 1
     assert "could not connect" in result.stderr
@@ -85,6 +88,10 @@ def test_connect_to_nothing_fails_cleanly() -> None:
 
 def test_invalid_uri_is_a_clear_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "rawws", "connect", "http://nope"], input="", capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "rawws", "connect", "http://nope"],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
     )
     assert result.returncode == 1 and "ws:// or wss://" in result.stderr

@@ -15,7 +15,7 @@ from rawws import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake, I
 from rawws.client import connect
 from rawws.server import PendingConnection, Server
 from rawws.uri import parse_uri
-from tests.conftest import echo, wait_until
+from tests.conftest import echo, scaled, wait_until
 from tests.hostile import HostilePeer
 
 StartServer = Callable[..., Server]
@@ -29,9 +29,9 @@ def test_echo_text_binary_and_attributes(start_server: StartServer) -> None:
     server = start_server(echo)
     with connect(url(server, "/chat?room=1")) as ws:
         ws.send("Hello, server!")
-        assert ws.recv(timeout=5) == "Hello, server!"
+        assert ws.recv(timeout=scaled(5)) == "Hello, server!"
         ws.send(b"\x00\xff")
-        assert ws.recv(timeout=5) == b"\x00\xff"
+        assert ws.recv(timeout=scaled(5)) == b"\x00\xff"
         assert ws.request.path == "/chat?room=1"
         assert ws.response.status == 101
         assert ws.remote_address[1] == server.port
@@ -80,8 +80,8 @@ def test_fragmented_send_and_streaming_receive(start_server: StartServer) -> Non
     server = start_server(handler)
     with connect(url(server)) as ws:
         ws.send(["Hel", "lo"])
-        assert ws.recv(timeout=5) == "['Hel', 'lo']"
-        assert ws.recv(timeout=5) == b"abcd"
+        assert ws.recv(timeout=scaled(5)) == "['Hel', 'lo']"
+        assert ws.recv(timeout=scaled(5)) == b"abcd"
 
 
 def test_large_messages(start_server: StartServer) -> None:
@@ -89,7 +89,7 @@ def test_large_messages(start_server: StartServer) -> None:
     payload = bytes(range(256)) * (4 * 2**20 // 256)
     with connect(url(server), max_size=32 * 2**20) as ws:
         ws.send(payload)
-        assert ws.recv(timeout=20) == payload
+        assert ws.recv(timeout=scaled(20)) == payload
 
 
 def test_too_big_message_closes_with_1009(start_server: StartServer) -> None:
@@ -97,7 +97,7 @@ def test_too_big_message_closes_with_1009(start_server: StartServer) -> None:
     with connect(url(server)) as ws:
         ws.send(bytes(1001))
         with pytest.raises(ConnectionClosedError) as info:
-            ws.recv(timeout=5)
+            ws.recv(timeout=scaled(5))
         assert info.value.code == 1009
 
 
@@ -107,14 +107,14 @@ def test_recv_timeout_leaves_the_connection_usable(start_server: StartServer) ->
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.1)
         ws.send("still fine")
-        assert ws.recv(timeout=5) == "still fine"
+        assert ws.recv(timeout=scaled(5)) == "still fine"
 
 
 def test_ping_returns_a_waiter_with_latency(start_server: StartServer) -> None:
     server = start_server(echo)
     with connect(url(server)) as ws:
         waiter = ws.ping(b"probe")
-        assert waiter.wait(5)
+        assert waiter.wait(scaled(5))
         assert waiter.latency is not None and 0 <= waiter.latency < 5
 
 
@@ -122,15 +122,15 @@ def test_pings_answered_while_the_handler_is_busy(start_server: StartServer) -> 
     release = threading.Event()
 
     def handler(ws: Any) -> None:
-        release.wait(10)  # busy: not calling recv
+        release.wait(scaled(10))  # busy: not calling recv
         echo(ws)
 
     server = start_server(handler)
     with connect(url(server)) as ws:
         ws.send("queued while busy")
-        assert ws.ping().wait(5)  # the reactor answered for the busy handler
+        assert ws.ping().wait(scaled(5))  # the reactor answered for the busy handler
         release.set()
-        assert ws.recv(timeout=5) == "queued while busy"
+        assert ws.recv(timeout=scaled(5)) == "queued while busy"
 
 
 def test_max_queue_stops_reading(start_server: StartServer) -> None:
@@ -138,7 +138,7 @@ def test_max_queue_stops_reading(start_server: StartServer) -> None:
     received: list[Any] = []
 
     def handler(ws: Any) -> None:
-        release.wait(10)
+        release.wait(scaled(10))
         for message in ws:
             received.append(message)
 
@@ -158,15 +158,15 @@ def test_max_queue_stops_reading(start_server: StartServer) -> None:
         # The server stops reading after 4 queued messages, so the sender must block.
         assert not sender_done.wait(1.5)
         release.set()
-        assert sender_done.wait(20)
-        assert wait_until(lambda: len(received) == 64, 20)
+        assert sender_done.wait(scaled(20))
+        assert wait_until(lambda: len(received) == 64, scaled(20))
 
 
 def test_subprotocol_negotiation(start_server: StartServer) -> None:
     server = start_server(lambda ws: ws.send(ws.subprotocol or "none"), subprotocols=["v2", "v1"])
     with connect(url(server), subprotocols=["v1", "v2"]) as ws:
         assert ws.subprotocol == "v1"  # the client's preference
-        assert ws.recv(timeout=5) == "v1"
+        assert ws.recv(timeout=scaled(5)) == "v1"
     with connect(url(server), subprotocols=["v9"]) as ws:
         assert ws.subprotocol is None
 
@@ -180,7 +180,7 @@ def test_process_request_answers_plain_http(start_server: StartServer) -> None:
         return None
 
     server = start_server(echo, process_request=process_request)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=scaled(5)) as raw:
         raw.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = b""
         while chunk := raw.recv(4096):
@@ -191,14 +191,14 @@ def test_process_request_answers_plain_http(start_server: StartServer) -> None:
     assert info.value.status == 401 and info.value.body == b"token required\n"
     with connect(url(server), additional_headers={"Authorization": "Bearer s3cret"}) as ws:
         ws.send("in")
-        assert ws.recv(timeout=5) == "in"
+        assert ws.recv(timeout=scaled(5)) == "in"
 
 
 def test_origin_allowed(start_server: StartServer) -> None:
     server = start_server(echo, origins=["https://app.example"])
     with connect(url(server), origin="https://app.example") as ws:
         ws.send("ok")
-        assert ws.recv(timeout=5) == "ok"
+        assert ws.recv(timeout=scaled(5)) == "ok"
     with pytest.raises(InvalidHandshake) as info:
         connect(url(server), origin="https://evil.example")
     assert info.value.status == 403
@@ -213,21 +213,21 @@ def test_raising_handler_gets_1011_and_server_keeps_serving(start_server: StartS
     server = start_server(handler)
     with connect(url(server, "/boom")) as ws:
         with pytest.raises(ConnectionClosedError) as info:
-            ws.recv(timeout=5)
+            ws.recv(timeout=scaled(5))
         assert info.value.code == 1011
     with connect(url(server)) as ws:
         ws.send("alive")
-        assert ws.recv(timeout=5) == "alive"
+        assert ws.recv(timeout=scaled(5)) == "alive"
 
 
 def test_shutdown_sends_1001_to_everyone(start_server: StartServer) -> None:
     server = start_server(echo)
     clients = [connect(url(server)) for _ in range(20)]
     assert wait_until(lambda: len(server.connections) == 20)
-    server.shutdown(timeout=10)
+    server.shutdown(timeout=scaled(10))
     for ws in clients:
         with pytest.raises(ConnectionClosedOK) as info:
-            ws.recv(timeout=5)
+            ws.recv(timeout=scaled(5))
         assert info.value.code == 1001
     with pytest.raises(OSError):
         connect(url(server), open_timeout=2)
@@ -247,16 +247,19 @@ def test_keepalive_closes_a_silent_peer(start_server: StartServer) -> None:
     server = start_server(handler, ping_interval=0.3, ping_timeout=0.3)
     with HostilePeer(server.port) as peer:
         peer.handshake()  # ... and never answers the pings
-        assert wait_until(lambda: bool(closed), 5)
-    assert closed[0] < 0.3 + 0.3 + 0.5
+        assert wait_until(lambda: bool(closed), scaled(5))
+    assert closed[0] < 0.3 + 0.3 + 0.5  # interval + timeout, and not much later
 
 
 def test_keepalive_keeps_a_live_peer(start_server: StartServer) -> None:
-    server = start_server(echo, ping_interval=0.1, ping_timeout=0.2)
+    interval, timeout = 0.1, scaled(0.5)  # the timeout: time for a busy machine to answer
+    server = start_server(echo, ping_interval=interval, ping_timeout=timeout)
     with connect(url(server), ping_interval=None) as ws:
-        time.sleep(0.8)  # several ping rounds, answered by the client's reader
+        # Several ping rounds, answered by the client's reader; a peer that did not answer
+        # would have been closed by now (after interval + timeout).
+        time.sleep(2 * (interval + timeout))
         ws.send("still open")
-        assert ws.recv(timeout=5) == "still open"
+        assert ws.recv(timeout=scaled(5)) == "still open"
 
 
 def os_threads() -> int:
@@ -269,7 +272,7 @@ def test_thread_count_returns_to_baseline(start_server: StartServer) -> None:
     server = start_server(echo)
     with connect(url(server)) as ws:  # starts the shared reactor and timer threads
         ws.send("warm")
-        ws.recv(timeout=5)
+        ws.recv(timeout=scaled(5))
     assert wait_until(lambda: len(server.connections) == 0)
     baseline = os_threads()
     clients = [connect(url(server)) for _ in range(30)]
@@ -277,7 +280,7 @@ def test_thread_count_returns_to_baseline(start_server: StartServer) -> None:
     assert os_threads() == baseline + 30  # exactly one thread per server connection
     for ws in clients:
         ws.close()
-    assert wait_until(lambda: os_threads() <= baseline, 10)
+    assert wait_until(lambda: os_threads() <= baseline, scaled(10))
 
 
 def test_hundred_clients_at_once(start_server: StartServer) -> None:
@@ -289,7 +292,7 @@ def test_hundred_clients_at_once(start_server: StartServer) -> None:
             with connect(url(server)) as ws:
                 for j in range(10):
                     ws.send(f"{i}:{j}")
-                    assert ws.recv(timeout=10) == f"{i}:{j}"
+                    assert ws.recv(timeout=scaled(10)) == f"{i}:{j}"
         except BaseException as exc:
             errors.append(exc)
 
@@ -297,7 +300,8 @@ def test_hundred_clients_at_once(start_server: StartServer) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(scaled(30))
+    assert not any(t.is_alive() for t in threads)
     assert errors == []
 
 
@@ -313,7 +317,7 @@ def test_ten_threads_sending_on_one_connection(start_server: StartServer) -> Non
         threads = [threading.Thread(target=sender, args=(t,)) for t in range(10)]
         for t in threads:
             t.start()
-        received = [ws.recv(timeout=10) for _ in range(10 * per_thread)]
+        received = [ws.recv(timeout=scaled(10)) for _ in range(10 * per_thread)]
         for t in threads:
             t.join()
     by_thread: dict[str, list[int]] = {}
@@ -337,10 +341,10 @@ def test_ipv6_literal(start_server: StartServer) -> None:
     try:
         with connect(f"ws://[::1]:{server.port}/v6?x=1") as ws:
             ws.send("six")
-            assert ws.recv(timeout=5) == "six"
+            assert ws.recv(timeout=scaled(5)) == "six"
             assert ws.request.headers["Host"] == f"[::1]:{server.port}"
     finally:
-        server.shutdown(5)
+        server.shutdown(scaled(5))
 
 
 @pytest.mark.parametrize(
@@ -375,8 +379,8 @@ def test_shutdown_from_a_handler_ends_serve_forever() -> None:
     from rawws.server import serve
 
     def handler(ws: Any) -> None:
-        if ws.recv(timeout=5) == "stop":
-            ws.server.shutdown(timeout=5)  # from inside a handler: must not wait for itself
+        if ws.recv(timeout=scaled(5)) == "stop":
+            ws.server.shutdown(timeout=scaled(5))  # from inside a handler: must not wait for itself
 
     server = serve(handler, "127.0.0.1", 0)
     runner = threading.Thread(target=server.serve_forever)
@@ -384,7 +388,7 @@ def test_shutdown_from_a_handler_ends_serve_forever() -> None:
     with connect(url(server)) as ws:
         ws.send("stop")
         with pytest.raises(ConnectionClosedOK) as info:
-            ws.recv(timeout=10)
+            ws.recv(timeout=scaled(10))
         assert info.value.code == 1001
-    runner.join(10)
+    runner.join(scaled(10))
     assert not runner.is_alive()

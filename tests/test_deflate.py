@@ -26,7 +26,7 @@ from rawws.frames import Frame, FrameParser, Opcode, encode_frame
 from rawws.handshake import parse_extensions
 from rawws.protocol import CLIENT, SERVER, BinaryMessage, Failure, Protocol, TextMessage
 from rawws.server import Server
-from tests.conftest import echo
+from tests.conftest import echo, scaled
 from tests.hostile import HostilePeer
 from tests.proxy import RecordingProxy
 
@@ -249,9 +249,9 @@ def test_sans_io_round_trip_any_parameters(params: dict[str, Any], messages: lis
 def deflate_echo_server() -> Iterator[Server]:
     from rawws.server import serve
 
-    server = serve(echo, "127.0.0.1", 0, max_size=2**22).start()
+    server = serve(echo, "127.0.0.1", 0, max_size=2**22, ping_interval=None).start()
     yield server
-    server.shutdown(5)
+    server.shutdown(scaled(5))
 
 
 @given(
@@ -269,7 +269,7 @@ def test_socket_round_trip_with_compression(
                 ws.send([message[i : i + step] for i in range(0, len(message), step)])
             else:
                 ws.send(message)
-            assert ws.recv(timeout=10) == message
+            assert ws.recv(timeout=scaled(10)) == message
 
 
 # --- interop with websockets, checked on the wire --------------------------------------------
@@ -303,10 +303,10 @@ def test_rawws_server_websockets_client(start_server: StartServer, config: dict[
     with ws_connect(f"ws://127.0.0.1:{proxy.port}/", extensions=[factory], compression=None) as ws:
         for _ in range(3):
             ws.send(TEXT)
-            assert ws.recv(timeout=5) == TEXT
+            assert ws.recv(timeout=scaled(5)) == TEXT
         big = os.urandom(100_000)
         ws.send(big)
-        assert ws.recv(timeout=5) == big
+        assert ws.recv(timeout=scaled(5)) == big
     proxy.close()
     sent = frames_on_wire(proxy.to_client, masked=False)
     texts = [f for f in sent if f.opcode == Opcode.TEXT]
@@ -335,10 +335,10 @@ def test_rawws_client_websockets_server(
         assert ws.protocol.extensions
         for _ in range(3):
             ws.send(TEXT)
-            assert ws.recv(timeout=5) == TEXT
+            assert ws.recv(timeout=scaled(5)) == TEXT
         data = bytes(range(256)) * 400
         ws.send(data)
-        assert ws.recv(timeout=5) == data
+        assert ws.recv(timeout=scaled(5)) == data
     proxy.close()
     sent = frames_on_wire(proxy.to_server, masked=True)
     texts = [f for f in sent if f.opcode == Opcode.TEXT]
@@ -390,7 +390,7 @@ def test_too_big_after_inflating_reaches_client_as_1009(start_server: StartServe
     with connect(f"ws://127.0.0.1:{server.port}/") as ws:
         ws.send(bytes(20_000))  # 20 kB of zeros: tiny on the wire, too big once inflated
         with pytest.raises(ConnectionClosedError) as info:
-            ws.recv(timeout=5)
+            ws.recv(timeout=scaled(5))
         assert info.value.code == 1009
 
 

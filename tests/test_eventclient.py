@@ -11,7 +11,7 @@ import pytest
 
 from rawws import EventClient, InvalidState
 from rawws.server import Server, serve
-from tests.conftest import echo, wait_until
+from tests.conftest import echo, scaled, wait_until
 
 StartServer = Callable[..., Server]
 
@@ -28,7 +28,7 @@ def test_events_and_send(start_server: StartServer) -> None:
     with pytest.raises(InvalidState):
         client.send("too early")
     with client:
-        assert client.wait_open(5)
+        assert client.wait_open(scaled(5))
         client.send("hi")
         assert wait_until(lambda: ("message", "hi") in log)
     assert log == ["open", ("message", "hi"), ("close", 1000)]
@@ -57,7 +57,7 @@ def test_reconnects_after_an_unexpected_close(start_server: StartServer) -> None
     )
     with client:
         for _ in range(3):
-            assert opened.acquire(timeout=5)
+            assert opened.acquire(timeout=scaled(5))
         assert closes[:2] == [1011, 1011]
         # Each successful connection resets the backoff.
         assert client.delays == [0.05, 0.05]
@@ -82,16 +82,16 @@ def test_exponential_backoff_while_the_server_is_down() -> None:
         jitter=0.0,
     )
     client.start()
-    assert wait_until(lambda: len(client.delays) >= 4, 5)
+    assert wait_until(lambda: len(client.delays) >= 4, scaled(5))
     assert client.delays[:4] == [0.05, 0.1, 0.2, 0.2]  # doubling, capped
     assert all(isinstance(e, ConnectionRefusedError) for e in errors)
     server = serve(echo, "127.0.0.1", port).start()  # the server comes back on the same port
     try:
-        assert opened.wait(5)
+        assert opened.wait(scaled(5))
         client.send("reconnected")
     finally:
         client.close()
-        server.shutdown(5)
+        server.shutdown(scaled(5))
 
 
 def test_jitter_stays_within_bounds() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,63 +16,64 @@ from pathlib import Path
 import pytest
 
 from rawws import InvalidHandshake, connect, make_message, send_message
+from tests.conftest import scaled
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def run(script: str, *args: str, timeout: float = 60) -> str:
+def run(script: str, *args: str, timeout: float | None = None) -> str:
+    """Run an example to its end, within ``timeout`` (default ``scaled(60)``); return what it printed."""
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60) if timeout is None else timeout,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 @contextmanager
-def running(script: str, *args: str, ready: str) -> Iterator[str]:
-    """Start a server example and wait for its first line (which must match ``ready``); stop it after."""
+def running(script: str, *args: str, ready: str) -> Iterator[int]:
+    """Start a server example and wait for its first line (which must match ``ready``); stop it after.
+
+    Yields the port from that line: the examples are started on port 0, so that the
+    system picks a free one (a port probed free beforehand may be taken by then).
+    """
     process = subprocess.Popen([sys.executable, str(EXAMPLES / script), *args], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     try:
         line = process.stdout.readline()
         assert re.search(ready, line), line
-        yield line
+        port = re.search(r":(\d+)/", line)
+        assert port, line
+        yield int(port.group(1))
     finally:
         process.terminate()
-        process.wait(10)
+        process.wait(scaled(10))
 
 
 def test_echo_server_and_client() -> None:
-    port = str(free_port())
-    with running("echo_server.py", port, ready=r"ws://127\.0\.0\.1:\d+/"):
-        out = run("echo_client.py", port)
+    with running("echo_server.py", "0", ready=r"ws://127\.0\.0\.1:\d+/") as port:
+        out = run("echo_client.py", str(port))
     assert "got 'Hello, server!'" in out and "ping round trip" in out
 
 
 def test_chat_server_serves_page_and_websocket() -> None:
-    port = free_port()
-    with running("chat_server.py", str(port), ready=r"http://127\.0\.0\.1:\d+/"):
-        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+    with running("chat_server.py", "0", ready=r"http://127\.0\.0\.1:\d+/") as port:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=scaled(5)).read().decode()
         assert "<title>rawws chat</title>" in page
         with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             send_message(ws, "subscribe", {"channel": "room:lobby"})
-            assert json.loads(ws.recv(timeout=5))["type"] == "subscribed"
+            assert json.loads(ws.recv(timeout=scaled(5)))["type"] == "subscribed"
 
 
 def test_ticker_broadcasts_every_second() -> None:
-    port = str(free_port())
-    with running("ticker.py", "serve", port, ready=r"ticker on ws://"):
+    with running("ticker.py", "serve", "0", ready=r"ticker on ws://") as port:
         start = time.monotonic()
-        out = run("ticker.py", "watch", port, "2", timeout=30)
+        out = run("ticker.py", "watch", str(port), "2", timeout=scaled(30))
         assert len(re.findall(r"^RAWW \d+\.\d\d$", out, re.M)) == 2
-        assert time.monotonic() - start < 10
+        assert time.monotonic() - start < 10  # two ticks, a second apart (and a Python start-up)
 
 
 def test_broker_standalone() -> None:
@@ -88,26 +88,24 @@ def test_reconnecting_client() -> None:
 
 
 def test_wss_server_with_self_signed_certificate(tmp_path: Path) -> None:
-    port = free_port()
-    with running("wss_server.py", str(port), str(tmp_path), ready=r"wss://localhost:\d+/"):
+    with running("wss_server.py", "0", str(tmp_path), ready=r"wss://localhost:\d+/") as port:
         context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
         with connect(f"wss://localhost:{port}/", ssl=context) as ws:
             ws.send("secret")
-            assert ws.recv(timeout=5) == "secret"
+            assert ws.recv(timeout=scaled(5)) == "secret"
 
 
 def test_http_and_websocket_on_one_port() -> None:
-    port = free_port()
-    with running("http_and_ws.py", str(port), ready=r"http://127\.0\.0\.1:\d+/"):
-        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read() == b"ok\n"
+    with running("http_and_ws.py", "0", ready=r"http://127\.0\.0\.1:\d+/") as port:
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=scaled(5)).read() == b"ok\n"
         with pytest.raises(InvalidHandshake) as info:
             connect(f"ws://127.0.0.1:{port}/ws")
         assert info.value.status == 401
         with connect(f"ws://127.0.0.1:{port}/ws?token=s3cret") as ws:
-            assert ws.recv(timeout=5) == "welcome, authenticated client"
+            assert ws.recv(timeout=scaled(5)) == "welcome, authenticated client"
         with connect(f"ws://127.0.0.1:{port}/ws", additional_headers={"Authorization": "Bearer s3cret"}) as ws:
             ws.send(make_message("hi"))
-            assert ws.recv(timeout=5) == "welcome, authenticated client"
+            assert ws.recv(timeout=scaled(5)) == "welcome, authenticated client"
 
 
 def test_polling_vs_websocket_measures_both() -> None:

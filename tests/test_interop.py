@@ -13,7 +13,7 @@ from websockets.sync.client import connect as ws_connect
 from rawws import ConnectionClosedError, ConnectionClosedOK
 from rawws.client import connect
 from rawws.server import Server
-from tests.conftest import echo
+from tests.conftest import echo, scaled
 
 StartServer = Callable[..., Server]
 MIB = 2**20
@@ -26,29 +26,29 @@ def test_websockets_client_text_binary_large(start_server: StartServer) -> None:
     server = start_server(echo, max_size=4 * MIB)
     with ws_connect(f"ws://127.0.0.1:{server.port}/", max_size=4 * MIB, compression=None) as ws:
         ws.send("héllo")
-        assert ws.recv(timeout=5) == "héllo"
+        assert ws.recv(timeout=scaled(5)) == "héllo"
         ws.send(b"\x00\x01")
-        assert ws.recv(timeout=5) == b"\x00\x01"
+        assert ws.recv(timeout=scaled(5)) == b"\x00\x01"
         big = bytes(range(256)) * (MIB // 256)
         ws.send(big)
-        assert ws.recv(timeout=10) == big
+        assert ws.recv(timeout=scaled(10)) == big
         ws.send(["frag", "mented"])
-        assert ws.recv(timeout=5) == "fragmented"
-        assert ws.ping(b"hi").wait(5)
+        assert ws.recv(timeout=scaled(5)) == "fragmented"
+        assert ws.ping(b"hi").wait(scaled(5))
 
 
 def test_websockets_client_offering_compression_is_served_uncompressed(start_server: StartServer) -> None:
     server = start_server(echo)
     with ws_connect(f"ws://127.0.0.1:{server.port}/") as ws:  # offers permessage-deflate
         ws.send("plain")
-        assert ws.recv(timeout=5) == "plain"
+        assert ws.recv(timeout=scaled(5)) == "plain"
 
 
 def test_websockets_client_sees_our_close_code(start_server: StartServer) -> None:
     server = start_server(lambda ws: ws.close(4001, "policy says bye"))
     with ws_connect(f"ws://127.0.0.1:{server.port}/") as ws:
         with pytest.raises(WsConnectionClosed) as info:
-            ws.recv(timeout=5)
+            ws.recv(timeout=scaled(5))
     assert info.value.rcvd is not None
     assert (info.value.rcvd.code, info.value.rcvd.reason) == (4001, "policy says bye")
 
@@ -67,7 +67,7 @@ def test_websockets_client_close_code_reaches_handler(start_server: StartServer)
     server = start_server(handler)
     with ws_connect(f"ws://127.0.0.1:{server.port}/") as ws:
         ws.close(1001, "leaving")
-    assert done.wait(5)
+    assert done.wait(scaled(5))
     assert seen == [(1001, "leaving")]
 
 
@@ -78,16 +78,16 @@ def test_rawws_client_against_websockets_server(websockets_server: Callable[...,
     port = websockets_server(echo, max_size=4 * MIB)
     with connect(f"ws://127.0.0.1:{port}/path?q=1", max_size=4 * MIB) as ws:
         ws.send("héllo")
-        assert ws.recv(timeout=5) == "héllo"
+        assert ws.recv(timeout=scaled(5)) == "héllo"
         ws.send(b"\xff" * 10)
-        assert ws.recv(timeout=5) == b"\xff" * 10
+        assert ws.recv(timeout=scaled(5)) == b"\xff" * 10
         big = bytes(range(256)) * (MIB // 256)
         ws.send(big)
-        assert ws.recv(timeout=10) == big
+        assert ws.recv(timeout=scaled(10)) == big
         ws.send([b"ab", b"cd", b"ef"])
-        assert ws.recv(timeout=5) == b"abcdef"
+        assert ws.recv(timeout=scaled(5)) == b"abcdef"
         waiter = ws.ping(b"x")
-        assert waiter.wait(5)
+        assert waiter.wait(scaled(5))
 
 
 def test_websockets_server_fragmented_messages_to_rawws(websockets_server: Callable[..., int]) -> None:
@@ -97,17 +97,17 @@ def test_websockets_server_fragmented_messages_to_rawws(websockets_server: Calla
 
     port = websockets_server(handler)
     with connect(f"ws://127.0.0.1:{port}/") as ws:
-        pieces = list(ws.recv_streaming(timeout=5))
+        pieces = list(ws.recv_streaming(timeout=scaled(5)))
         # websockets cannot know which item is last, so it ends with an empty continuation frame.
         assert pieces[:3] == ["one ", "two ", "three"] and "".join(pieces) == "one two three"
-        assert ws.recv(timeout=5) == b"\x01\x02"
+        assert ws.recv(timeout=scaled(5)) == b"\x01\x02"
 
 
 def test_websockets_server_close_codes_to_rawws(websockets_server: Callable[..., int]) -> None:
     port = websockets_server(lambda ws: ws.close(4002, "server policy"))
     with connect(f"ws://127.0.0.1:{port}/") as ws:
         with pytest.raises(ConnectionClosedError) as info:
-            ws.recv(timeout=5)
+            ws.recv(timeout=scaled(5))
     assert (info.value.code, info.value.reason, info.value.closed_by) == (4002, "server policy", "remote")
 
 
@@ -125,6 +125,6 @@ def test_rawws_client_close_reaches_websockets_server(websockets_server: Callabl
     port = websockets_server(handler)
     ws = connect(f"ws://127.0.0.1:{port}/")
     ws.close(1000, "bye")
-    assert done.wait(5)
+    assert done.wait(scaled(5))
     assert seen == [(1000, "bye")]
     assert ws.close_code == 1000

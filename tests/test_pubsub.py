@@ -16,7 +16,7 @@ import pytest
 from rawws import Dispatcher, PubSubClient, connect, make_message, send_message, serve_broker
 from rawws.client import ClientConnection
 from rawws.server import Server
-from tests.conftest import wait_until
+from tests.conftest import scaled, wait_until
 from tests.hostile import HostilePeer
 from tests.multiclient import FirehoseTally, MultiClient
 
@@ -26,23 +26,24 @@ def broker_server() -> Iterator[Any]:
     servers: list[Server] = []
 
     def start(**options: Any) -> Server:
-        options.setdefault("close_timeout", 3.0)
+        options.setdefault("close_timeout", scaled(3.0))
+        options.setdefault("ping_interval", None)  # keepalive off: these tests are not about it
         server = serve_broker("127.0.0.1", options.pop("port", 0), **options).start()
         servers.append(server)
         return server
 
     yield start
     for server in servers:
-        server.shutdown(10)
+        server.shutdown(scaled(10))
 
 
 def client(server: Server, **options: Any) -> ClientConnection:
     return connect(f"ws://127.0.0.1:{server.port}/", **options)
 
 
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The next message of type ``kind`` (skipping presence updates and others)."""
-    end = time.monotonic() + timeout
+def next_of(ws: ClientConnection, kind: str, timeout: float | None = None) -> dict[str, Any]:
+    """The next message of type ``kind`` (skipping presence updates and others), within ``timeout`` (``scaled(5)``)."""
+    end = time.monotonic() + (scaled(5.0) if timeout is None else timeout)
     while True:
         message = json.loads(ws.recv(timeout=max(0.01, end - time.monotonic())))
         assert set(message) == {"type", "payload", "timestamp"}
@@ -76,9 +77,11 @@ def test_chat_typing_notification_presence_and_ping(broker_server: Any) -> None:
     alice, bob = client(server), client(server)
     send_message(alice, "subscribe", {"channel": "room"})
     next_of(alice, "subscribed")
+    # Her own arrival. Read before Bob joins: two joins at once are announced from two
+    # handler threads, in no fixed order between them.
+    assert next_of(alice, "presence")["payload"] == {"channel": "room", "count": 1}
     send_message(bob, "subscribe", {"channel": "room"})
     assert next_of(bob, "subscribed")["payload"]["subscribers"] == 2
-    assert next_of(alice, "presence")["payload"] == {"channel": "room", "count": 1}  # her own arrival
     assert next_of(alice, "presence")["payload"] == {"channel": "room", "count": 2}  # Bob's
     send_message(alice, "chat", {"channel": "room", "text": "Hi!", "user": "Alice"})
     for ws in (alice, bob):
@@ -133,8 +136,11 @@ def test_binary_frames_get_an_error(broker_server: Any) -> None:
 @pytest.fixture
 def broker_process() -> Iterator[int]:
     """``python -m rawws serve --broker`` in its own process (its own GIL, like a real deployment)."""
+    command = [sys.executable, "-m", "rawws", "serve", "--broker", "--port", "0", "--max-pending", "20000"]
+    # --ping-interval 0: no keepalive. A publisher's pong waits behind its own backlog of
+    # publishes, which a busy machine can take longer than any ping timeout to work through.
     process = subprocess.Popen(
-        [sys.executable, "-m", "rawws", "serve", "--broker", "--port", "0", "--max-pending", "20000"],
+        [*command, "--ping-interval", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -143,7 +149,7 @@ def broker_process() -> Iterator[int]:
     assert match
     yield int(match.group(1))
     process.terminate()
-    process.wait(10)
+    process.wait(scaled(10))
 
 
 def test_hundred_subscribers_ten_publishers(broker_process: int) -> None:
@@ -155,25 +161,28 @@ def test_hundred_subscribers_ten_publishers(broker_process: int) -> None:
     tally = FirehoseTally(100)
     on_text, subscribed, seen, counts = tally.on_text, tally.subscribed, tally.seen, tally.counts
 
-    assert subscribers.run(on_text, lambda: all(subscribed), timeout=30)
+    assert subscribers.run(on_text, lambda: all(subscribed), timeout=scaled(30))
     errors: list[BaseException] = []
 
     def publish(p: int) -> None:
         try:
-            with connect(f"ws://127.0.0.1:{port}/", max_queue=None) as ws:
+            # Keepalive off, as on the server: its pings would queue behind these thousand publishes.
+            with connect(f"ws://127.0.0.1:{port}/", max_queue=None, ping_interval=None) as ws:
                 for seq in range(per_publisher):
                     send_message(ws, "publish", {"channel": "firehose", "message": [p, seq]})
                 for _ in range(per_publisher):
-                    assert next_of(ws, "published", timeout=60)["payload"]["notified"] == 100
+                    assert next_of(ws, "published", timeout=scaled(60))["payload"]["notified"] == 100
         except BaseException as exc:
             errors.append(exc)
 
     publishers = [threading.Thread(target=publish, args=(p,)) for p in range(10)]
     for t in publishers:
         t.start()
-    assert subscribers.run(on_text, lambda: min(counts) >= 10 * per_publisher, timeout=90), counts
+    delivered = subscribers.run(on_text, lambda: min(counts) >= 10 * per_publisher, timeout=scaled(90))
+    assert delivered, (sorted(counts)[:5], subscribers.close_codes(), errors)
     for t in publishers:
-        t.join(60)
+        t.join(scaled(60))
+    assert not any(t.is_alive() for t in publishers)
     assert errors == []
     for per_subscriber in seen:
         assert sorted(per_subscriber) == list(range(10))
@@ -183,10 +192,12 @@ def test_hundred_subscribers_ten_publishers(broker_process: int) -> None:
 
 
 def test_stalled_subscriber_is_closed_with_1013_and_others_get_everything(broker_server: Any) -> None:
-    server = broker_server(max_pending=200, close_timeout=20)
+    # The stalled client reads nothing until the end: the server must wait for it that long.
+    server = broker_server(max_pending=200, close_timeout=scaled(20), write_timeout=None)
     stalled = HostilePeer(server.port)
     stalled.handshake()
     stalled.send_frame(1, make_message("subscribe", {"channel": "c"}).encode())
+    assert wait_until(lambda: server.broker.subscribers("c") == 1)  # subscribed before anything is published
     healthy = client(server, max_queue=None)
     send_message(healthy, "subscribe", {"channel": "c"})
     next_of(healthy, "subscribed")
@@ -195,31 +206,32 @@ def test_stalled_subscriber_is_closed_with_1013_and_others_get_everything(broker
         for i in range(3000):  # 30 MB: far beyond what kernel buffers hold for the stalled client
             send_message(publisher, "publish", {"channel": "c", "message": [i, big]})
     # The healthy subscriber still gets every message, in order.
-    got = [next_of(healthy, "message", timeout=30)["payload"]["message"][0] for _ in range(3000)]
+    got = [next_of(healthy, "message", timeout=scaled(30))["payload"]["message"][0] for _ in range(3000)]
     assert got == list(range(3000))
-    assert wait_until(lambda: server.broker.subscribers("c") == 1, 10)  # the stalled one was dropped
+    assert wait_until(lambda: server.broker.subscribers("c") == 1, scaled(10))  # the stalled one was dropped
     # Now read what the stalled client was sent: it ends with a close frame carrying 1013.
-    code, reason = stalled.expect_close(timeout=20)
+    code, reason = stalled.expect_close(timeout=scaled(20))
     assert code == 1013 and b"too slow" in reason
     stalled.close()
     healthy.close()
 
 
 def test_drop_oldest_policy_keeps_the_connection(broker_server: Any) -> None:
-    server = broker_server(max_pending=50, overflow="drop_oldest")
+    # The slow client reads nothing while 20 MB are published: no write timeout may drop it meanwhile.
+    server = broker_server(max_pending=50, overflow="drop_oldest", write_timeout=None)
     slow = HostilePeer(server.port)
     slow.handshake()
     slow.send_frame(1, make_message("subscribe", {"channel": "c"}).encode())
-    time.sleep(0.2)
+    assert wait_until(lambda: server.broker.subscribers("c") == 1)  # subscribed before anything is published
     with client(server, max_queue=None) as publisher:
         for i in range(2000):
             send_message(publisher, "publish", {"channel": "c", "message": [i, "y" * 10_000]})
         for _ in range(2000):
-            next_of(publisher, "published", timeout=30)
+            next_of(publisher, "published", timeout=scaled(30))
     assert server.broker.subscribers("c") == 1  # still subscribed: messages were dropped instead
     seen = []
     while True:
-        frame = slow.read_frame(timeout=5)
+        frame = slow.read_frame(timeout=scaled(5))
         message = json.loads(frame.payload)
         if message["type"] == "message":
             seen.append(message["payload"]["message"][0])
@@ -234,16 +246,18 @@ def test_pubsub_client_resubscribes_after_reconnect(broker_server: Any) -> None:
     port = server.port
     received: list[Any] = []
     opened = threading.Semaphore(0)
-    pubsub = PubSubClient(f"ws://127.0.0.1:{port}/", on_open=lambda c: opened.release(), initial_delay=0.1, jitter=0.0)
+    pubsub = PubSubClient(
+        f"ws://127.0.0.1:{port}/", on_open=lambda c: opened.release(), initial_delay=0.1, jitter=0.0, ping_interval=None
+    )
     pubsub.subscribe("news", lambda message, envelope: received.append(message))
     with pubsub:
-        assert opened.acquire(timeout=5)
+        assert opened.acquire(timeout=scaled(5))
         assert wait_until(lambda: server.broker.subscribers("news") == 1)
         pubsub.publish("news", "before")
         assert wait_until(lambda: received == ["before"])
-        server.shutdown(5)  # the server goes away ...
+        server.shutdown(scaled(5))  # the server goes away ...
         server = broker_server(port=port)  # ... and comes back on the same port
-        assert opened.acquire(timeout=10)
+        assert opened.acquire(timeout=scaled(10))
         assert wait_until(lambda: server.broker.subscribers("news") == 1)  # re-subscribed by itself
         pubsub.publish("news", "after")
         assert wait_until(lambda: received == ["before", "after"])

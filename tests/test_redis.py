@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rawws import connect, make_message, send_message
-from tests.conftest import IN_CI, wait_until
+from tests.conftest import IN_CI, scaled, wait_until
 from tests.multiclient import FirehoseTally, MultiClient
 
 redis = pytest.importorskip("redis") if not IN_CI else __import__("redis")
@@ -56,12 +56,12 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         client = redis.Redis(port=self.port)
-        assert wait_until(lambda: _ping(client), 10), "redis-server did not start"
+        assert wait_until(lambda: _ping(client), scaled(10)), "redis-server did not start"
 
     def stop(self) -> None:
         assert self.process is not None
         self.process.kill()
-        self.process.wait(10)
+        self.process.wait(scaled(10))
 
     def subscribers(self, channel: str) -> int:
         client = redis.Redis(port=self.port)
@@ -100,6 +100,8 @@ class Node:
                 url,
                 "--max-pending",
                 "50000",
+                "--ping-interval",  # no keepalive: see the broker_process fixture in test_pubsub.py
+                "0",
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -111,7 +113,7 @@ class Node:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(10)
+        self.process.wait(scaled(10))
 
 
 @pytest.fixture
@@ -130,16 +132,24 @@ def test_three_nodes_hundred_clients_ten_publishers(redis_server: RedisServer, n
     tally = FirehoseTally(100)
     on_text, subscribed, seen, counts = tally.on_text, tally.subscribed, tally.seen, tally.counts
 
-    assert clients.run(on_text, lambda: all(subscribed), timeout=30)
-    assert wait_until(lambda: redis_server.subscribers("firehose") == 3, 10)  # one Redis subscription per node
+    assert clients.run(on_text, lambda: all(subscribed), timeout=scaled(30))
+    # One Redis subscription per node.
+    assert wait_until(lambda: redis_server.subscribers("firehose") == 3, scaled(10))
     per_publisher = 1000
     errors: list[BaseException] = []
 
     def publish(p: int) -> None:
         try:
-            with connect(f"ws://127.0.0.1:{nodes[p % 3].port}/", max_queue=None) as ws:
+            # Keepalive off: its pings would queue behind these thousand publishes.
+            with connect(f"ws://127.0.0.1:{nodes[p % 3].port}/", max_queue=None, ping_interval=None) as ws:
                 for seq in range(per_publisher):
                     send_message(ws, "publish", {"channel": "firehose", "message": [p, seq]})
+                # Close only once the node has taken every publish: closing with them still
+                # unread (a slow node, a close timeout) would lose them.
+                acknowledged = 0
+                while acknowledged < per_publisher:
+                    if json.loads(ws.recv(timeout=scaled(60)))["type"] == "published":
+                        acknowledged += 1
         except BaseException as exc:
             errors.append(exc)
 
@@ -147,10 +157,12 @@ def test_three_nodes_hundred_clients_ten_publishers(redis_server: RedisServer, n
     for t in publishers:
         t.start()
     total = 10 * per_publisher
-    assert clients.run(on_text, lambda: min(counts) >= total, timeout=120), sorted(counts)[:5]
-    clients.run(on_text, lambda: False, timeout=0.5)  # anything extra would be a duplicate
+    delivered = clients.run(on_text, lambda: min(counts) >= total, timeout=scaled(100))
+    assert delivered, (sorted(counts)[:5], clients.close_codes(), errors)
+    clients.run(on_text, lambda: False, timeout=scaled(0.5))  # anything extra would be a duplicate
     for t in publishers:
-        t.join(30)
+        t.join(scaled(30))
+    assert not any(t.is_alive() for t in publishers)
     assert errors == []
     assert counts == [total] * 100  # every message exactly once ...
     for per_client in seen:
@@ -160,17 +172,17 @@ def test_three_nodes_hundred_clients_ten_publishers(redis_server: RedisServer, n
 
 def test_redis_restart_local_delivery_never_stops(redis_server: RedisServer, nodes: list[Node]) -> None:
     a, b = nodes[0], nodes[1]
-    local = connect(f"ws://127.0.0.1:{a.port}/", max_queue=None)
-    remote = connect(f"ws://127.0.0.1:{b.port}/", max_queue=None)
+    local = connect(f"ws://127.0.0.1:{a.port}/", max_queue=None, ping_interval=None)
+    remote = connect(f"ws://127.0.0.1:{b.port}/", max_queue=None, ping_interval=None)
     for ws in (local, remote):
         send_message(ws, "subscribe", {"channel": "news"})
-    assert wait_until(lambda: redis_server.subscribers("news") == 2, 10)
-    publisher = connect(f"ws://127.0.0.1:{a.port}/", max_queue=None)
+    assert wait_until(lambda: redis_server.subscribers("news") == 2, scaled(10))
+    publisher = connect(f"ws://127.0.0.1:{a.port}/", max_queue=None, ping_interval=None)
 
     def publish(seq: int) -> int:
         send_message(publisher, "publish", {"channel": "news", "message": seq})
         while True:
-            message = json.loads(publisher.recv(timeout=10))
+            message = json.loads(publisher.recv(timeout=scaled(10)))
             if message["type"] == "published":
                 notified: int = message["payload"]["notified"]
                 return notified
@@ -181,13 +193,13 @@ def test_redis_restart_local_delivery_never_stops(redis_server: RedisServer, nod
     for seq in range(50, 100):
         assert publish(seq) == 1  # Redis is down: local delivery goes on
     redis_server.start()
-    assert wait_until(lambda: redis_server.subscribers("news") == 2, 20)  # both nodes re-subscribed
+    assert wait_until(lambda: redis_server.subscribers("news") == 2, scaled(20))  # both nodes re-subscribed
     for seq in range(100, 150):
         publish(seq)
 
     def drain(ws: Any, until: int) -> list[int]:
         got: list[int] = []
-        end = time.monotonic() + 20
+        end = time.monotonic() + scaled(20)
         while time.monotonic() < end:
             try:
                 message = json.loads(ws.recv(timeout=1))
@@ -214,14 +226,14 @@ def test_a_node_that_dies_leaves_the_others_working(redis_server: RedisServer, n
     subscribers = [connect(f"ws://127.0.0.1:{n.port}/", max_queue=None) for n in (a, b, c)]
     for ws in subscribers:
         send_message(ws, "subscribe", {"channel": "alerts"})
-    assert wait_until(lambda: redis_server.subscribers("alerts") == 3, 10)
+    assert wait_until(lambda: redis_server.subscribers("alerts") == 3, scaled(10))
     c.stop()
-    assert wait_until(lambda: redis_server.subscribers("alerts") == 2, 10)
+    assert wait_until(lambda: redis_server.subscribers("alerts") == 2, scaled(10))
     with connect(f"ws://127.0.0.1:{a.port}/") as publisher:
         send_message(publisher, "publish", {"channel": "alerts", "message": "still here"})
     for ws in subscribers[:2]:
         while True:
-            message = json.loads(ws.recv(timeout=10))
+            message = json.loads(ws.recv(timeout=scaled(10)))
             if message["type"] == "message":
                 assert message["payload"]["message"] == "still here"
                 break
