@@ -27,7 +27,7 @@ import pytest
 from hypothesis import settings
 from websockets.sync.server import serve as ws_serve
 
-from rawws.server import Server, serve
+from rawws.sync.server import Server, serve
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

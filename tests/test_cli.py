@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rawws.client import connect
+from rawws.sync.client import connect
 from tests.conftest import scaled
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from rawws import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake, InvalidURI
-from rawws.client import connect
-from rawws.server import PendingConnection, Server
+from rawws.sync.client import connect
+from rawws.sync.server import PendingConnection, Server
 from rawws.uri import parse_uri
 from tests.conftest import echo, scaled, wait_until
 from tests.hostile import HostilePeer
@@ -332,7 +332,7 @@ def test_ten_threads_sending_on_one_connection(start_server: StartServer) -> Non
 def test_ipv6_literal(start_server: StartServer) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
-    from rawws.server import serve
+    from rawws.sync.server import serve
 
     try:
         server = serve(echo, "::1", 0).start()
@@ -376,7 +376,7 @@ def test_connect_refused_and_open_timeout() -> None:
 
 
 def test_shutdown_from_a_handler_ends_serve_forever() -> None:
-    from rawws.server import serve
+    from rawws.sync.server import serve
 
     def handler(ws: Any) -> None:
         if ws.recv(timeout=scaled(5)) == "stop":

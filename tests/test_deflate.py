@@ -25,7 +25,7 @@ from rawws.extensions.permessage_deflate import (
 from rawws.frames import Frame, FrameParser, Opcode, encode_frame
 from rawws.handshake import parse_extensions
 from rawws.protocol import CLIENT, SERVER, BinaryMessage, Failure, Protocol, TextMessage
-from rawws.server import Server
+from rawws.sync.server import Server
 from tests.conftest import echo, scaled
 from tests.hostile import HostilePeer
 from tests.proxy import RecordingProxy
@@ -247,7 +247,7 @@ def test_sans_io_round_trip_any_parameters(params: dict[str, Any], messages: lis
 
 @pytest.fixture(scope="module")
 def deflate_echo_server() -> Iterator[Server]:
-    from rawws.server import serve
+    from rawws.sync.server import serve
 
     server = serve(echo, "127.0.0.1", 0, max_size=2**22, ping_interval=None).start()
     yield server

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rawws import EventClient, InvalidState
-from rawws.server import Server, serve
+from rawws.sync.server import Server, serve
 from tests.conftest import echo, scaled, wait_until
 
 StartServer = Callable[..., Server]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rawws.exceptions import ConnectionClosedError
-from rawws.server import Server
+from rawws.sync.server import Server
 from tests.conftest import echo, scaled, wait_until
 from tests.hostile import DEFAULT_REQUEST, HostilePeer
 

@@ -28,7 +28,7 @@ import pytest
 import rawws
 from rawws.exceptions import InvalidHandshake
 from rawws.http11 import Headers, HeadParser, Request, Response, content_length
-from rawws.server import PendingConnection, Server, ServerConnection, serve
+from rawws.sync.server import PendingConnection, Server, ServerConnection, serve
 from tests.conftest import echo, wait_until
 from tests.hostile import DEFAULT_REQUEST, HostilePeer
 

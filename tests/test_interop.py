@@ -11,8 +11,8 @@ from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from rawws import ConnectionClosedError, ConnectionClosedOK
-from rawws.client import connect
-from rawws.server import Server
+from rawws.sync.client import connect
+from rawws.sync.server import Server
 from tests.conftest import echo, scaled
 
 StartServer = Callable[..., Server]

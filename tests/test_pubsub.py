@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from rawws import Dispatcher, PubSubClient, connect, make_message, send_message, serve_broker
-from rawws.client import ClientConnection
-from rawws.server import Server
+from rawws.sync.client import ClientConnection
+from rawws.sync.server import Server
 from tests.conftest import scaled, wait_until
 from tests.hostile import HostilePeer
 from tests.multiclient import FirehoseTally, MultiClient

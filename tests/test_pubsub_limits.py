@@ -30,14 +30,15 @@ from unittest.mock import ANY
 
 import pytest
 
-from rawws import connect, make_message, pubsub, send_message, serve_broker
+from rawws import connect, make_message, send_message, serve_broker
 from rawws.__main__ import build_parser, main
-from rawws.broker import MessageBroker
-from rawws.client import ClientConnection
-from rawws.connection import Connection
-from rawws.messages import MAX_DEPTH, MessageError, json_depth, parse_message
 from rawws.pubsub import MAX_PENDING_BYTES
-from rawws.server import Server
+from rawws.pubsub import server as pubsub
+from rawws.pubsub.broker import MessageBroker
+from rawws.pubsub.messages import MAX_DEPTH, MessageError, json_depth, parse_message
+from rawws.sync.client import ClientConnection
+from rawws.sync.connection import Connection
+from rawws.sync.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -505,8 +506,9 @@ SERVER_SCRIPT = r"""
 import ctypes, gc, json, sys
 gc.disable()  # only reference counting frees memory here: anything kept by a cycle stays
 sys.path.insert(0, sys.argv[1])
-from rawws import pubsub, serve_broker
-from rawws.connection import Connection
+from rawws import serve_broker
+from rawws.pubsub import server as pubsub
+from rawws.sync.connection import Connection
 
 options = json.loads(sys.argv[2])
 server = serve_broker("127.0.0.1", 0, ping_interval=None, close_timeout=2.0, **options).start()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rawws.client import connect
-from rawws.server import Server
+from rawws.sync.client import connect
+from rawws.sync.server import Server
 from tests.certs import contexts
 from tests.conftest import echo, scaled
 

@@ -64,7 +64,7 @@ class ConnectionOptions:
     compression: Compression = "deflate"
     """permessage-deflate (RFC 7692): ``"deflate"``, a :class:`DeflateConfig`, or None."""
     logger: logging.Logger | None = None
-    """Where to log; at DEBUG level every frame in and out. None: ``rawws.server`` / ``rawws.client``."""
+    """Where to log; at DEBUG level every frame in and out. None: ``rawws.sync.server`` / ``rawws.sync.client``."""
 
     def __post_init__(self) -> None:
         compression_config(self.compression)  # refuses anything else now, not at the first connection

@@ -134,7 +134,7 @@ class Server:
         self.handler = handler
         self.socket = sock
         self.options = options
-        self.logger: logging.Logger = options.logger or logging.getLogger("rawws.server")
+        self.logger: logging.Logger = options.logger or logging.getLogger("rawws.sync.server")
         self.deflate = options.deflate
         self.connections: set[ServerConnection] = set()
         self._running = ThreadCounter()  # connection threads (handshake and handler)
