@@ -16,6 +16,7 @@ The hierarchy::
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 __all__ = [
@@ -43,7 +44,7 @@ class ProtocolError(RawwsError):
     that is not UTF-8 (§8.1), 1009 for a message that is too big (§7.4.1).
     """
 
-    def __init__(self, message: str, close_code: int = 1002) -> None:
+    def __init__(self, message: str, close_code: int = 1002) -> None:  # CloseCode.PROTOCOL_ERROR
         super().__init__(message)
         self.close_code = close_code
 
@@ -88,15 +89,27 @@ class InvalidState(RawwsError):
     """The operation is not allowed in the connection's current state."""
 
 
+class ClosedBy(str, enum.Enum):
+    """Who started the end of a connection (``ConnectionClosed.closed_by``); compares equal to its value."""
+
+    LOCAL = "local"  # this side sent the first close frame (or failed the connection)
+    REMOTE = "remote"  # the peer's close frame came first
+    ABNORMAL = "abnormal"  # TCP ended without a complete closing handshake
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class ConnectionClosed(RawwsError):
     """Raised when using a connection that is closed, or that closes while waiting.
 
     ``code`` and ``reason`` are the close status the peer sent (1005 and "" if
     its close frame had no status, 1006 if no close frame arrived at all).
     ``sent_code`` / ``sent_reason`` are what rawws sent, or None if it sent no
-    close frame. ``closed_by`` is ``"local"`` if this side started the closing
-    handshake, ``"remote"`` if the peer did, and ``"abnormal"`` if the TCP
-    connection ended without a complete closing handshake.
+    close frame. ``closed_by`` (a :class:`ClosedBy`, equal to its string) is
+    ``"local"`` if this side started the closing handshake, ``"remote"`` if
+    the peer did, and ``"abnormal"`` if the TCP connection ended without a
+    complete closing handshake.
     """
 
     def __init__(
@@ -106,7 +119,7 @@ class ConnectionClosed(RawwsError):
         *,
         sent_code: int | None = None,
         sent_reason: str | None = None,
-        closed_by: str = "abnormal",
+        closed_by: ClosedBy = ClosedBy.ABNORMAL,
     ) -> None:
         self.code = code
         self.reason = reason

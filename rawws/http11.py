@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .exceptions import InvalidHandshake, InvalidHeader
 
@@ -178,6 +179,10 @@ def content_length(headers: Headers) -> int | None:
     return int(length)
 
 
+HeadKind = Literal["request", "response"]
+"""Which head a :class:`HeadParser` reads."""
+
+
 class HeadParser:
     """Parse one HTTP head, request (``kind="request"``) or response, incrementally.
 
@@ -201,7 +206,7 @@ class HeadParser:
 
     def __init__(
         self,
-        kind: str = "request",
+        kind: HeadKind = "request",
         *,
         max_line: int = MAX_LINE,
         max_headers: int = MAX_HEADERS,

@@ -23,7 +23,7 @@ Strategies:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from hypothesis import strategies as st
 
@@ -95,13 +95,17 @@ def fragmented_message(draw: Any, data: str | bytes | None = None) -> tuple[str 
     return data, result
 
 
-def encoded_frames(role: str = "client", **kwargs: Any) -> st.SearchStrategy[bytes]:
+Sender = Literal["client", "server"]
+"""Who sends the frames: a client masks them (§5.3), a server does not."""
+
+
+def encoded_frames(role: Sender = "client", **kwargs: Any) -> st.SearchStrategy[bytes]:
     """The wire bytes of one frame as ``role`` (``"client"`` masks, ``"server"`` does not) sends it."""
     mask = role == "client"
     return st.builds(lambda f: encode_frame(f, mask=mask), frames(**kwargs))
 
 
-def frame_streams(role: str = "client", max_frames: int = 8) -> st.SearchStrategy[bytes]:
+def frame_streams(role: Sender = "client", max_frames: int = 8) -> st.SearchStrategy[bytes]:
     """Several frames' wire bytes, concatenated."""
     return st.lists(encoded_frames(role), max_size=max_frames).map(b"".join)
 

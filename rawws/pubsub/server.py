@@ -31,6 +31,7 @@ dropped. Publishers never wait for any subscriber.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import logging
 import socket
@@ -53,6 +54,7 @@ from .broker import MessageBroker, SubscriberGone
 from .messages import MAX_DEPTH, MessageError, make_message, parse_message
 
 __all__ = [
+    "Overflow",
     "serve_broker",
     "broker_handler",
     "BrokerServer",
@@ -101,6 +103,13 @@ def _text_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+class Overflow(str, enum.Enum):
+    """What happens to a client whose queue passes ``max_pending`` or ``max_pending_bytes``."""
+
+    CLOSE = "close"  # close it with 1013 Try Again Later
+    DROP_OLDEST = "drop_oldest"  # drop its oldest queued messages until it is under both limits
+
+
 class _Subscriber:
     """One client: its channels and its bounded, ordered outgoing queue."""
 
@@ -109,7 +118,7 @@ class _Subscriber:
         ws: Connection,
         broker: MessageBroker,
         max_pending: int,
-        overflow: str,
+        overflow: Overflow | str,
         max_pending_bytes: int | None = MAX_PENDING_BYTES,
     ) -> None:
         self.ws = ws
@@ -118,7 +127,7 @@ class _Subscriber:
         self.channels: set[str] = set()
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
-        self.overflow = overflow
+        self.overflow = Overflow(overflow)
         self.dropped = 0
         self._pending: deque[str] = deque()
         self._pending_bytes = 0  # UTF-8 bytes of the texts in _pending
@@ -146,7 +155,7 @@ class _Subscriber:
             self._pending.append(text)
             self._pending_bytes += size
             if self._over_limits_locked():
-                if self.overflow == "drop_oldest":
+                if self.overflow is Overflow.DROP_OLDEST:
                     self._drop_oldest_locked()
                 else:
                     self._too_slow()
@@ -264,13 +273,15 @@ class _Handler:
         self,
         broker: MessageBroker,
         max_pending: int,
-        overflow: str,
+        overflow: Overflow | str,
         max_message_size: int,
         max_pending_bytes: int | None = MAX_PENDING_BYTES,
         max_depth: int = MAX_DEPTH,
     ) -> None:
-        if overflow not in ("close", "drop_oldest"):
-            raise ValueError('overflow is "close" or "drop_oldest"')
+        try:
+            overflow = Overflow(overflow)
+        except ValueError:
+            raise ValueError(f'overflow is "close" or "drop_oldest", not {overflow!r}') from None
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
         if max_pending_bytes is not None and max_pending_bytes < 1:
@@ -377,7 +388,7 @@ def broker_handler(
     broker: MessageBroker | None = None,
     *,
     max_pending: int = MAX_PENDING,
-    overflow: str = "close",
+    overflow: Overflow | str = Overflow.CLOSE,
     max_message_size: int = 65536,
     max_pending_bytes: int | None = MAX_PENDING_BYTES,
     max_depth: int = MAX_DEPTH,
@@ -395,7 +406,7 @@ def serve_broker(
     *,
     broker: MessageBroker | None = None,
     max_pending: int = MAX_PENDING,
-    overflow: str = "close",
+    overflow: Overflow | str = Overflow.CLOSE,
     max_message_size: int = 65536,
     max_pending_bytes: int | None = MAX_PENDING_BYTES,
     max_depth: int = MAX_DEPTH,

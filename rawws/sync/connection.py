@@ -29,14 +29,13 @@ held while taking another.)
 
 from __future__ import annotations
 
-import enum
 import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from ..exceptions import ClosedBy, ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import CloseCode, Data
 from ..http11 import Request, Response
 from ..protocol import PreparedMessage, Protocol, State
@@ -49,14 +48,6 @@ from .timers import Deadline, Timer, call_later
 __all__ = ["Connection", "PongWaiter", "Message", "ClosedBy", "frame_tracer"]
 
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
-
-
-class ClosedBy(str, enum.Enum):
-    """Who started the end of a connection (``ConnectionClosed.closed_by``); compares equal to its value."""
-
-    LOCAL = "local"  # we sent the first close frame (or failed the connection)
-    REMOTE = "remote"  # the peer's close frame came first
-    ABNORMAL = "abnormal"  # TCP ended with no close frame either way
 
 
 class Connection:

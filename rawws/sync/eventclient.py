@@ -11,6 +11,7 @@ A successful connection resets the delay.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import threading
@@ -19,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionClosed, InvalidState, RawwsError
+from ..frames import CloseCode
 from .client import ClientConnection, connect
 from .connection import Message
 from .options import ClientOptions, ClientSettings
@@ -30,7 +32,17 @@ __all__ = ["EventClient"]
 
 logger = logging.getLogger("rawws.sync.client")
 
-CONNECTING, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
+
+class ReadyState(enum.IntEnum):
+    """The browser's ``WebSocket.readyState`` values."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+CONNECTING, OPEN, CLOSING, CLOSED = ReadyState
 
 
 class EventClient:
@@ -100,7 +112,7 @@ class EventClient:
             raise InvalidState("not connected")
         connection.send(message)
 
-    def close(self, code: int = 1000, reason: str = "", timeout: float | None = 10.0) -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "", timeout: float | None = 10.0) -> None:
         """Close for good: no reconnection afterwards. Waits for the loop to end."""
         self._stop.set()
         connection = self.connection
@@ -158,11 +170,11 @@ class EventClient:
             pass
         except Exception as exc:  # a callback raised: report it, end this connection
             self._emit(self.on_error, exc)
-            connection.close(1011, "client error")
+            connection.close(CloseCode.INTERNAL_ERROR, "client error")
         finally:
             self._opened.clear()
             self.ready_state = CLOSED
-            code = connection.close_code if connection.close_code is not None else 1006
+            code = connection.close_code if connection.close_code is not None else CloseCode.ABNORMAL_CLOSURE
             self._emit(self.on_close, code, connection.close_reason or "")
 
     def _emit(self, callback: Callable[..., Any] | None, *args: Any) -> None:

@@ -3,7 +3,7 @@
 Run as a script, this module prints the memory figures of the stalled-subscriber
 attack (990 publishes of 65 KB) instead of asserting on them::
 
-    python -m tests.test_pubsub_limits [--root DIR] [--overflow close|drop_oldest] [--options JSON]
+    python -m tests.pubsub.test_pubsub_limits [--root DIR] [--overflow close|drop_oldest] [--options JSON]
 
 ``--root`` is the directory whose ``rawws`` package the server imports (this
 checkout by default), so an older version can be measured the same way.

@@ -1,9 +1,8 @@
-"""The threaded Connection, serve() and connect() over real loopback sockets."""
+"""The threaded Connection over real loopback sockets: messages, fragments, limits, pings, keepalive, threads."""
 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -11,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from rawws import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake, InvalidURI
+from rawws import ConnectionClosedError
 from rawws.sync.client import connect
-from rawws.sync.server import PendingConnection, Server
-from rawws.uri import parse_uri
+from rawws.sync.server import Server
 from tests.conftest import echo, scaled, wait_until
 from tests.hostile import HostilePeer
 
@@ -162,77 +160,6 @@ def test_max_queue_stops_reading(start_server: StartServer) -> None:
         assert wait_until(lambda: len(received) == 64, scaled(20))
 
 
-def test_subprotocol_negotiation(start_server: StartServer) -> None:
-    server = start_server(lambda ws: ws.send(ws.subprotocol or "none"), subprotocols=["v2", "v1"])
-    with connect(url(server), subprotocols=["v1", "v2"]) as ws:
-        assert ws.subprotocol == "v1"  # the client's preference
-        assert ws.recv(timeout=scaled(5)) == "v1"
-    with connect(url(server), subprotocols=["v9"]) as ws:
-        assert ws.subprotocol is None
-
-
-def test_process_request_answers_plain_http(start_server: StartServer) -> None:
-    def process_request(connection: PendingConnection, request: Any) -> Any:
-        if request.path == "/health":
-            return connection.respond(200, "ok\n")
-        if request.headers.get("Authorization") != "Bearer s3cret":
-            return connection.respond(401, "token required\n")
-        return None
-
-    server = start_server(echo, process_request=process_request)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=scaled(5)) as raw:
-        raw.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = b""
-        while chunk := raw.recv(4096):
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"\r\n\r\nok\n")
-    with pytest.raises(InvalidHandshake) as info:
-        connect(url(server))
-    assert info.value.status == 401 and info.value.body == b"token required\n"
-    with connect(url(server), additional_headers={"Authorization": "Bearer s3cret"}) as ws:
-        ws.send("in")
-        assert ws.recv(timeout=scaled(5)) == "in"
-
-
-def test_origin_allowed(start_server: StartServer) -> None:
-    server = start_server(echo, origins=["https://app.example"])
-    with connect(url(server), origin="https://app.example") as ws:
-        ws.send("ok")
-        assert ws.recv(timeout=scaled(5)) == "ok"
-    with pytest.raises(InvalidHandshake) as info:
-        connect(url(server), origin="https://evil.example")
-    assert info.value.status == 403
-
-
-def test_raising_handler_gets_1011_and_server_keeps_serving(start_server: StartServer) -> None:
-    def handler(ws: Any) -> None:
-        if ws.request.path == "/boom":
-            raise RuntimeError("boom")
-        echo(ws)
-
-    server = start_server(handler)
-    with connect(url(server, "/boom")) as ws:
-        with pytest.raises(ConnectionClosedError) as info:
-            ws.recv(timeout=scaled(5))
-        assert info.value.code == 1011
-    with connect(url(server)) as ws:
-        ws.send("alive")
-        assert ws.recv(timeout=scaled(5)) == "alive"
-
-
-def test_shutdown_sends_1001_to_everyone(start_server: StartServer) -> None:
-    server = start_server(echo)
-    clients = [connect(url(server)) for _ in range(20)]
-    assert wait_until(lambda: len(server.connections) == 20)
-    server.shutdown(timeout=scaled(10))
-    for ws in clients:
-        with pytest.raises(ConnectionClosedOK) as info:
-            ws.recv(timeout=scaled(5))
-        assert info.value.code == 1001
-    with pytest.raises(OSError):
-        connect(url(server), open_timeout=2)
-
-
 def test_keepalive_closes_a_silent_peer(start_server: StartServer) -> None:
     closed: list[float] = []
 
@@ -262,49 +189,6 @@ def test_keepalive_keeps_a_live_peer(start_server: StartServer) -> None:
         assert ws.recv(timeout=scaled(5)) == "still open"
 
 
-def os_threads() -> int:
-    """Threads of this process as the kernel counts them (rawws starts connection threads below `threading`)."""
-    return len(os.listdir("/proc/self/task"))
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
-def test_thread_count_returns_to_baseline(start_server: StartServer) -> None:
-    server = start_server(echo)
-    with connect(url(server)) as ws:  # starts the shared reactor and timer threads
-        ws.send("warm")
-        ws.recv(timeout=scaled(5))
-    assert wait_until(lambda: len(server.connections) == 0)
-    baseline = os_threads()
-    clients = [connect(url(server)) for _ in range(30)]
-    assert wait_until(lambda: len(server.connections) == 30)
-    assert os_threads() == baseline + 30  # exactly one thread per server connection
-    for ws in clients:
-        ws.close()
-    assert wait_until(lambda: os_threads() <= baseline, scaled(10))
-
-
-def test_hundred_clients_at_once(start_server: StartServer) -> None:
-    server = start_server(echo)
-    errors: list[BaseException] = []
-
-    def client(i: int) -> None:
-        try:
-            with connect(url(server)) as ws:
-                for j in range(10):
-                    ws.send(f"{i}:{j}")
-                    assert ws.recv(timeout=scaled(10)) == f"{i}:{j}"
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(100)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(scaled(30))
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
-
-
 def test_ten_threads_sending_on_one_connection(start_server: StartServer) -> None:
     server = start_server(echo, max_queue=None)
     per_thread = 200
@@ -327,68 +211,3 @@ def test_ten_threads_sending_on_one_connection(start_server: StartServer) -> Non
         assert padding == "x" * (int(i) % 50) * 100  # intact: frames never interleaved
         by_thread.setdefault(t, []).append(int(i))
     assert all(sequence == list(range(per_thread)) for sequence in by_thread.values())
-
-
-def test_ipv6_literal(start_server: StartServer) -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this machine")
-    from rawws.sync.server import serve
-
-    try:
-        server = serve(echo, "::1", 0).start()
-    except OSError:
-        pytest.skip("::1 is not configured")
-    try:
-        with connect(f"ws://[::1]:{server.port}/v6?x=1") as ws:
-            ws.send("six")
-            assert ws.recv(timeout=scaled(5)) == "six"
-            assert ws.request.headers["Host"] == f"[::1]:{server.port}"
-    finally:
-        server.shutdown(scaled(5))
-
-
-@pytest.mark.parametrize(
-    "bad",
-    ["http://example.com", "ws://", "ws://host:99999", "ws://host/#frag", "wss://[::1", "example.com", "ws://u:p@h"],
-)
-def test_invalid_uris(bad: str) -> None:
-    with pytest.raises(InvalidURI):
-        connect(bad)
-
-
-def test_uri_parsing() -> None:
-    parsed = parse_uri("wss://example.com/a/b?c=d")
-    assert (parsed.secure, parsed.host, parsed.port, parsed.resource_name) == (True, "example.com", 443, "/a/b?c=d")
-    assert parse_uri("ws://[::1]:8080").host_header == "[::1]:8080"
-    assert parse_uri("ws://h").host_header == "h"
-
-
-def test_connect_refused_and_open_timeout() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    start = time.monotonic()
-    with pytest.raises(TimeoutError):
-        connect(f"ws://127.0.0.1:{port}", open_timeout=0.5)  # accepted by the kernel, never answered
-    assert time.monotonic() - start < 3
-    listener.close()
-    with pytest.raises(ConnectionRefusedError):
-        connect(f"ws://127.0.0.1:{port}", open_timeout=2)
-
-
-def test_shutdown_from_a_handler_ends_serve_forever() -> None:
-    from rawws.sync.server import serve
-
-    def handler(ws: Any) -> None:
-        if ws.recv(timeout=scaled(5)) == "stop":
-            ws.server.shutdown(timeout=scaled(5))  # from inside a handler: must not wait for itself
-
-    server = serve(handler, "127.0.0.1", 0)
-    runner = threading.Thread(target=server.serve_forever)
-    runner.start()
-    with connect(url(server)) as ws:
-        ws.send("stop")
-        with pytest.raises(ConnectionClosedOK) as info:
-            ws.recv(timeout=scaled(10))
-        assert info.value.code == 1001
-    runner.join(scaled(10))
-    assert not runner.is_alive()
