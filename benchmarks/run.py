@@ -54,13 +54,16 @@ def pin(cpu: int) -> list[str]:
 
 
 class ServerProcess:
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, source: str | None = None) -> None:
+        """``source``: another checkout to import rawws from (``--rawws-before``)."""
         self.kind = kind
+        env = dict(os.environ, RAWWS_SOURCE=source) if source else None
         self.process = subprocess.Popen(
             pin(0) + [sys.executable, SERVERS, kind, "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=env,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -135,7 +138,7 @@ def measure(
     cells = {label: Cell() for _, label, _ in servers}
     for _ in range(reps):
         for kind, label, options in servers:
-            server = ServerProcess(kind)
+            server = ServerProcess(kind, options.get("source"))
             try:
                 cpu0 = server.cpu_seconds()
                 start = time.monotonic()
@@ -219,7 +222,7 @@ def run_idle(report: Report, counts: list[int], hold: float, servers: list[tuple
     report.out("|---|---|---|---|---|---|---|---|")
     for n in counts:
         for kind, label, options in servers:
-            server = ServerProcess(kind)
+            server = ServerProcess(kind, options.get("source"))
             base = server.status()
             during: dict[str, int] = {}
 
@@ -264,6 +267,11 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=30.0)
     parser.add_argument("--servers", default="", help="comma-separated labels to run (default: all)")
     parser.add_argument("--markdown", help="also write the report to this file")
+    parser.add_argument(
+        "--rawws-before",
+        metavar="DIR",
+        help="also measure rawws imported from another checkout (e.g. `git worktree add DIR <commit>`), as 'rawws-before'",
+    )
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(HERE, "loadgen", "node_modules", "ws")):
         raise SystemExit("install the load generator first: (cd benchmarks/loadgen && npm install)")
@@ -282,6 +290,8 @@ def main() -> None:
         f"servers pinned to CPU 0, load generator to CPU 1 · medians of {args.reps} runs"
     )
     global WS_SERVERS, TCP_SERVER
+    if args.rawws_before:
+        WS_SERVERS.insert(1, ("rawws", "rawws-before", {"kind": "ws", "source": os.path.abspath(args.rawws_before)}))
     if args.servers:
         wanted = set(args.servers.split(","))
         WS_SERVERS = [s for s in WS_SERVERS if s[1] in wanted or s[0] in wanted]

@@ -27,7 +27,8 @@ import threading
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# RAWWS_SOURCE: measure rawws from another checkout (run.py --rawws-before DIR).
+sys.path.insert(0, os.environ.get("RAWWS_SOURCE") or os.path.join(os.path.dirname(__file__), ".."))
 
 
 def raise_fd_limit() -> None:

@@ -376,14 +376,12 @@ class Connection:
             self._close_timer = call_later(self.close_timeout, self._abort)
 
     def _shutdown_write(self) -> None:
-        """Send FIN after everything queued (§7.1.1: the server closes TCP first)."""
-        sender = self._sender
-        if sender.pending():
-            sender.flush(blocking=False)
-            if sender.pending():
-                return  # the flusher shuts down once its bytes are out
+        """Send FIN after everything queued (§7.1.1: the server closes TCP first).
+
+        The write lock's holder sends it once its bytes are out (see the Sender).
+        """
         self._start_close_timer()
-        sender.shutdown_write_now()
+        self._sender.flush(blocking=False)
 
     def _abort(self) -> None:
         """Drop the TCP connection now: wakes every thread blocked on the socket."""

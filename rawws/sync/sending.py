@@ -145,6 +145,7 @@ class Sender:
                         data = self._unsent + data
                         self._unsent = []
                     self._write_all(data, more)
+                    self._fin_if_written()
                     break
             with self._send_mutex:  # another thread is sending a fragmented message: wait for its end
                 pass
@@ -233,20 +234,27 @@ class Sender:
                                     self._flushers += 1
                                 threading.Thread(target=self._background_flush, daemon=True).start()
                                 return
-                    if self.protocol.should_close_tcp and not self.pending():
-                        self.shutdown_write_now()
+                    self._fin_if_written()
             finally:
                 self._write_lock.release()
             if not self.protocol.output_size or self.error is not None or self.finished:
                 return  # (finished: what is left will never be written; looping would spin)
             blocking = persist
 
-    def shutdown_write_now(self) -> None:
-        """Send FIN (the caller made sure nothing is left to write)."""
-        try:
-            self.socket.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    def _fin_if_written(self) -> None:
+        """With the write lock held: send FIN if the protocol says TCP should close and nothing is left.
+
+        Only the write lock's holder may decide that nothing is left: a writer
+        may have taken bytes from the protocol and not yet written them, and a
+        FIN sent from outside the lock would overtake them (the close frame).
+        A connection that wants FIN asks with ``flush(blocking=False)``: the
+        lock's holder, whoever it is, sends it once its bytes are out.
+        """
+        if self.protocol.should_close_tcp and not self.pending():
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
     def close_socket(self) -> None:
         """Close the socket once no writer is using it."""

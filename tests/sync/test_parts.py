@@ -183,3 +183,30 @@ def test_a_flush_after_the_end_does_not_spin(conn: tuple[Connection, socket.sock
     finished = threading.Event()
     threading.Thread(target=lambda: (connection.flush_nowait(), finished.set()), daemon=True).start()
     assert finished.wait(scaled(5))  # it used to loop for ever here (seen as a hang in Server.shutdown)
+
+
+def test_fin_never_overtakes_bytes_a_writer_holds() -> None:
+    connection, peer = pair(ping_interval=None, close_timeout=5.0)
+    sender = connection._sender  # noqa: SLF001 - a writer holding the lock, as send() would
+    try:
+        with sender._write_lock:  # noqa: SLF001
+            peer.sendall(client_frame(Opcode.CLOSE, b"\x03\xe8"))
+            # The reactor answers the close and wants FIN, but a writer holds the lock: nothing may go out yet.
+            deadline = time.monotonic() + scaled(2)
+            while connection.protocol.close_received is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            peer.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                peer.recv(100)  # not even a FIN
+        connection.flush_nowait()  # what the writer does once it is done with its own bytes
+        peer.settimeout(scaled(5))
+        data = b""
+        while True:
+            chunk = peer.recv(100)
+            if not chunk:
+                break
+            data += chunk
+        assert FrameParser(mask_expected=False).feed(data) == [Frame(Opcode.CLOSE, b"\x03\xe8")]  # then EOF
+    finally:
+        peer.close()
+        connection.wait_closed(scaled(5))
