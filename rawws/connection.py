@@ -736,16 +736,24 @@ class Connection:
             self._close_timer = call_later(self.close_timeout, self._abort)
 
     def _shutdown_write(self) -> None:
-        """Send FIN after everything queued (§7.1.1: the server closes TCP first)."""
-        if self._unsent or self.protocol.output_size:
-            self._flush(blocking=False)
-            if self._unsent or self.protocol.output_size:
-                return  # the flusher shuts down once its bytes are out
+        """Send FIN after everything queued (§7.1.1: the server closes TCP first).
+
+        FIN is sent by whoever holds the write lock once nothing is left to
+        write (see :meth:`_fin_if_written`): here if the lock is free, else by
+        the writer holding it, after its bytes. Checking "nothing pending" from
+        outside the lock would race with a writer that has taken the bytes but
+        not yet written them, and FIN would overtake the close frame.
+        """
         self._start_close_timer()
-        try:
-            self.socket.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        self._flush(blocking=False)
+
+    def _fin_if_written(self) -> None:
+        """With the write lock held: send FIN if the protocol says TCP should close and nothing is left."""
+        if self.protocol.should_close_tcp and not self._unsent and not self.protocol.output_size:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
     def _abort(self) -> None:
         """Drop the TCP connection now: wakes every thread blocked on the socket."""
@@ -843,6 +851,7 @@ class Connection:
                         data = self._unsent + data
                         self._unsent = []
                     self._write_all(data, more)
+                    self._fin_if_written()
             if not fragmenting:
                 break
             with self._send_mutex:  # another thread is sending a fragmented message: wait for its end
@@ -912,11 +921,7 @@ class Connection:
                                     self._flushers += 1
                                 threading.Thread(target=self._background_flush, daemon=True).start()
                                 return
-                    if self.protocol.should_close_tcp and not self._unsent and not self.protocol.output_size:
-                        try:
-                            self.socket.shutdown(socket.SHUT_WR)
-                        except OSError:
-                            pass
+                    self._fin_if_written()
             finally:
                 self._write_lock.release()
             if not self.protocol.output_size or self._write_error is not None or self._terminated:
