@@ -270,7 +270,7 @@ def main() -> None:
     parser.add_argument(
         "--rawws-before",
         metavar="DIR",
-        help="also measure rawws imported from another checkout (e.g. `git worktree add DIR <commit>`), as 'rawws-before'",
+        help="also measure rawws imported from another checkout (git worktree add DIR COMMIT), as 'rawws-before'",
     )
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(HERE, "loadgen", "node_modules", "ws")):

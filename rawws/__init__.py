@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from .sync.client import ClientConnection, connect
     from .sync.connection import Connection, PongWaiter
     from .sync.eventclient import EventClient
-    from .sync.server import PendingConnection, Server, ServerConnection, broadcast, serve
+    from .sync.pending import PendingConnection
+    from .sync.server import Server, ServerConnection, broadcast, serve
 
 __version__ = "0.1.0"
 
@@ -74,7 +75,7 @@ _WHERE = {
     "broadcast": "sync.server",
     "Server": "sync.server",
     "ServerConnection": "sync.server",
-    "PendingConnection": "sync.server",
+    "PendingConnection": "sync.pending",
     "connect": "sync.client",
     "ClientConnection": "sync.client",
     "Connection": "sync.connection",

@@ -184,21 +184,29 @@ _COPY_BELOW = 1024
 # goes out as its own buffer, uncopied (a scatter-gather write sends both at once).
 
 
-def frame_buffers(first_byte: int, payload: Data, mask_key: bytes | None = None) -> list[Data]:
+def frame_buffers(
+    first_byte: int, payload: Data, mask_key: bytes | None = None, out: list[Data] | None = None
+) -> list[Data]:
     """One frame as buffers to write: the only place rawws serialises a frame (§5.2).
 
     ``first_byte`` is FIN, RSV1-3 and the opcode, already combined. With a
     ``mask_key`` (clients, §5.3) the payload is masked. A large unmasked
-    payload stays a separate buffer so that it is never copied.
+    payload stays a separate buffer so that it is never copied. The buffers
+    are appended to ``out`` (a new list if None), which is returned.
     """
+    if out is None:
+        out = []
     length = len(payload)
     if mask_key is not None:
-        return [encode_header(first_byte, length, mask_key) + apply_mask(payload, mask_key)]
-    if length < 126:
-        return [bytes((first_byte, length)) + payload]
-    if length < _COPY_BELOW:
-        return [encode_header(first_byte, length) + payload]
-    return [encode_header(first_byte, length), payload]
+        out.append(encode_header(first_byte, length, mask_key) + apply_mask(payload, mask_key))
+    elif length < 126:
+        out.append(bytes((first_byte, length)) + payload)
+    elif length < _COPY_BELOW:
+        out.append(encode_header(first_byte, length) + payload)
+    else:
+        out.append(encode_header(first_byte, length))
+        out.append(payload)
+    return out
 
 
 def encode_frame(frame: Frame, *, mask: bool = False, mask_key: bytes | None = None) -> bytes:
@@ -266,6 +274,11 @@ class FrameParser:
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames."""
         return len(self._buffer)
+
+    @property
+    def pending_first_byte(self) -> int | None:
+        """The first header byte of the frame still arriving (FIN, RSV, opcode), or None if nothing is buffered."""
+        return self._buffer[0] if self._buffer else None
 
     @property
     def stopped_early(self) -> bool:

@@ -63,6 +63,9 @@ __all__ = [
 ]
 
 
+_NOT_TEXT = 1 << 62  # Protocol._early_checked for a frame in progress that holds no text to check
+
+
 class Role(enum.Enum):
     """Which end of the connection this is; it decides the masking rules of §5.1."""
 
@@ -273,10 +276,9 @@ class Protocol:
 
         Compressed frames are checked once inflated: their bytes on the wire are not text.
         """
-        peek = self._parser.peek_payload(self._early_checked)
-        if peek is None:
+        first = self._parser.pending_first_byte
+        if first is None:
             return
-        first, data = peek
         opcode = first & 0x0F
         if opcode == Opcode.TEXT and not first & 0x40 and self._in_opcode is None:
             if self._early_utf8 is None:
@@ -286,7 +288,12 @@ class Protocol:
                 assert self._utf8 is not None
                 self._early_utf8 = self._utf8.copy()
         else:
+            self._early_checked = _NOT_TEXT  # nothing to check in this frame: look again at the next one
             return
+        peek = self._parser.peek_payload(self._early_checked)
+        if peek is None:
+            return
+        data = peek[1]
         self._early_checked += len(data)
         try:
             self._early_utf8.decode(data)
@@ -490,7 +497,7 @@ class Protocol:
         if self.trace is not None:
             self.trace(">", opcode, fin, payload)
         first = (0x80 | rsv | opcode) if fin else (rsv | opcode)
-        self._out += frame_buffers(first, payload, self._mask_key() if self._mask else None)
+        frame_buffers(first, payload, self._mask_key() if self._mask else None, self._out)
 
     def _mask_key(self) -> bytes:
         """A fresh masking key (§5.3), cut from a block of ``os.urandom`` output.

@@ -19,7 +19,8 @@ from ..http11 import Request, Response
 from ..pubsub.broker import MessageBroker
 from ..pubsub.server import BrokerServer, broker_handler
 from ..sync.options import ServerOptions, ServerSettings
-from ..sync.server import PendingConnection, listen
+from ..sync.pending import PendingConnection
+from ..sync.server import listen
 
 __all__ = ["serve_demo", "STATIC"]
 

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 __all__ = ["MessageBroker", "Backend", "LocalBackend", "Callback", "PatternCallback", "SubscriberGone"]
 
-logger = logging.getLogger("rawws.pubsub.broker")
+logger = logging.getLogger("rawws.broker")
 
 Callback = Callable[[Any], Any]
 """A channel subscriber: called as ``callback(message)``, as in the classic exercise."""

@@ -49,7 +49,7 @@ def connect(
     """
     options = replace(options or ClientOptions(), **settings)
     parsed = parse_uri(uri)
-    log = options.logger or logging.getLogger("rawws.sync.client")
+    log = options.logger or logging.getLogger("rawws.client")
     deadline = Deadline(options.open_timeout)
     if sock is None:
         sock = socket.create_connection((parsed.host, parsed.port), timeout=options.open_timeout)

@@ -136,6 +136,10 @@ class Connection:
             logger=self.logger,
             peer=peer,
         )
+        # Hot-path shortcuts (send() runs once per message).
+        self._send_message = self._sender.send_message
+        self._received = self._receiver.queue
+        self._can_cork = self._sender.can_cork
         sock.setblocking(False)
         if leftover:
             self._receiver.process(leftover)
@@ -228,11 +232,10 @@ class Connection:
         raises :class:`ConnectionClosed`.
         """
         if isinstance(message, (str, bytes, bytearray, memoryview)):
-            sender = self._sender
-            receiver = self._receiver
             # Replying to a backlog of received messages: more replies will most likely follow at once.
-            more = bool(sender.can_cork and receiver.queue and threading.get_ident() == receiver.reader_thread)
-            sender.send_message(message, more=more)
+            queue = self._received
+            more = bool(queue and self._can_cork and threading.get_ident() == self._receiver.reader_thread)
+            self._send_message(message, more)
         elif isinstance(message, Iterable):
             self._sender.send_fragments(message)
         else:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EventClient"]
 
-logger = logging.getLogger("rawws.sync.client")
+logger = logging.getLogger("rawws.client")
 
 
 class ReadyState(enum.IntEnum):

@@ -14,13 +14,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from ssl import SSLContext
-from typing import TYPE_CHECKING, Any, TypedDict, Union
+from typing import Any, TypedDict, Union
 
 from ..extensions.permessage_deflate import DeflateConfig, compression_config
 from ..http11 import Request, Response
-
-if TYPE_CHECKING:
-    from .server import PendingConnection
+from .pending import PendingConnection
 
 __all__ = [
     "ConnectionOptions",
@@ -37,7 +35,7 @@ __all__ = [
 Compression = Union[str, DeflateConfig, None]
 """``"deflate"`` (permessage-deflate with :class:`DeflateConfig`'s defaults), a ``DeflateConfig``, or None (off)."""
 
-ProcessRequest = Callable[["PendingConnection", Request], Union[Response, None]]
+ProcessRequest = Callable[[PendingConnection, Request], Union[Response, None]]
 SelectSubprotocol = Callable[[list[str]], Union[str, None]]
 
 
@@ -64,7 +62,7 @@ class ConnectionOptions:
     compression: Compression = "deflate"
     """permessage-deflate (RFC 7692): ``"deflate"``, a :class:`DeflateConfig`, or None."""
     logger: logging.Logger | None = None
-    """Where to log; at DEBUG level every frame in and out. None: ``rawws.sync.server`` / ``rawws.sync.client``."""
+    """Where to log; at DEBUG level every frame in and out. None: ``rawws.server`` / ``rawws.client``."""
 
     def __post_init__(self) -> None:
         compression_config(self.compression)  # refuses anything else now, not at the first connection

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 __all__ = ["Reactor", "get_reactor"]
 
-logger = logging.getLogger("rawws.sync.reactor")
+logger = logging.getLogger("rawws.reactor")
 
 
 class Reactor:

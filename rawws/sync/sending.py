@@ -119,7 +119,7 @@ class Sender:
 
     # --- sending messages ---------------------------------------------------------------
 
-    def send_message(self, message: Message | bytearray | memoryview, *, more: bool = False) -> None:
+    def send_message(self, message: Message | bytearray | memoryview, more: bool = False) -> None:
         """One unfragmented message: encode and write under the write lock, so bytes keep protocol order.
 
         With ``more`` the write carries MSG_MORE: the caller is replying to a
@@ -132,7 +132,8 @@ class Sender:
         while True:
             with self._write_lock:
                 with self._protocol_lock:
-                    self.check_sendable()
+                    if protocol.state is not State.OPEN or self.error is not None:  # check_sendable(), inlined
+                        raise self._closed_exception()
                     fragmenting = protocol.sending_fragmented
                     if not fragmenting:
                         if type(message) is str:
@@ -151,7 +152,8 @@ class Sender:
                 pass
         if protocol.output_size:
             self.flush(blocking=False)
-        self.raise_if_failed()
+        if self.error is not None:  # raise_if_failed(), inlined: this is the hot path
+            raise self._closed_exception() from self.error
 
     def send_fragments(self, pieces: Iterable[Message]) -> None:
         """One message, a frame per piece (§5.4); the pieces must all be ``str`` or all bytes-like."""

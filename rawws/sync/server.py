@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
-import ssl as ssl_module
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +28,7 @@ from ..opening import ServerHandshake
 from ..protocol import Protocol, prepare_message
 from .connection import Connection, Message, frame_tracer
 from .options import ConnectionOptions, ServerOptions, ServerSettings
+from .pending import PendingConnection
 from .threads import ThreadCounter, start_thread
 from .timers import Deadline
 
@@ -91,40 +91,7 @@ class ServerConnection(Connection):
         )
 
 
-class PendingConnection:
-    """What ``process_request`` sees: the TCP connection before the upgrade.
-
-    :meth:`respond` builds a plain HTTP response to return from
-    ``process_request`` (to refuse, authenticate, redirect or serve a page).
-    """
-
-    def __init__(self, sock: socket.socket, remote_address: Any, server: Server) -> None:
-        self.remote_address: Any = remote_address
-        self.local_address: Any = sock.getsockname()
-        self.secure = isinstance(sock, ssl_module.SSLSocket)
-        self.server = server
-
-    @staticmethod
-    def respond(
-        status: int,
-        body: str | bytes = "",
-        headers: Iterable[tuple[str, str]] = (),
-        content_type: str = "text/plain; charset=utf-8",
-    ) -> Response:
-        """A complete HTTP response with ``Content-Length`` and ``Connection: close``."""
-        if isinstance(body, str):
-            data = body.encode("utf-8")
-        else:
-            data = body
-        response = reject(status, "", list(headers))
-        response.headers.replace("Content-Type", content_type)
-        response.headers.replace("Content-Length", str(len(data)))
-        response.body = data
-        return response
-
-
 Handler = Callable[[ServerConnection], Any]
-ProcessRequest = Callable[[PendingConnection, Request], "Response | None"]
 
 
 class Server:
@@ -134,7 +101,7 @@ class Server:
         self.handler = handler
         self.socket = sock
         self.options = options
-        self.logger: logging.Logger = options.logger or logging.getLogger("rawws.sync.server")
+        self.logger: logging.Logger = options.logger or logging.getLogger("rawws.server")
         self.deflate = options.deflate
         self.connections: set[ServerConnection] = set()
         self._running = ThreadCounter()  # connection threads (handshake and handler)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 __all__ = ["Timer", "call_later", "Deadline"]
 
-logger = logging.getLogger("rawws.sync.timers")
+logger = logging.getLogger("rawws.timers")
 
 _MAX_SLEEP = 1.0
 """The thread wakes at least this often, so scheduling a timer further out than

@@ -53,7 +53,7 @@ def test_raising_callback_is_logged_not_counted_and_does_not_stop_others(caplog:
 
     broker.subscribe("c", bad)
     broker.subscribe("c", got.append)
-    with caplog.at_level(logging.ERROR, logger="rawws.pubsub.broker"):
+    with caplog.at_level(logging.ERROR, logger="rawws.broker"):
         assert broker.publish("c", "m") == 1
     assert got == ["m"]
     assert "subscriber bug" in caplog.text
@@ -66,7 +66,7 @@ def test_subscriber_gone_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
         raise SubscriberGone
 
     broker.subscribe("c", gone)
-    with caplog.at_level(logging.DEBUG, logger="rawws.pubsub.broker"):
+    with caplog.at_level(logging.DEBUG, logger="rawws.broker"):
         assert broker.publish("c", "m") == 0
     assert caplog.text == ""
 
