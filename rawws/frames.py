@@ -243,6 +243,11 @@ class FrameParser:
         return len(self._buffer)
 
     @property
+    def pending_first_byte(self) -> int | None:
+        """The first header byte of the frame still arriving (FIN, RSV, opcode), or None if nothing is buffered."""
+        return self._buffer[0] if self._buffer else None
+
+    @property
     def stopped_early(self) -> bool:
         """Whether the last :meth:`feed` stopped at ``max_messages`` with bytes left to parse."""
         return self._stopped_early

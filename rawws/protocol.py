@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 
+_NOT_TEXT = 1 << 62  # Protocol._early_checked for a frame in progress that holds no text to check
+
+
 class Role(enum.Enum):
     """Which end of the connection this is; it decides the masking rules of §5.1."""
 
@@ -253,10 +256,9 @@ class Protocol:
 
         Compressed frames are checked once inflated: their bytes on the wire are not text.
         """
-        peek = self._parser.peek_payload(self._early_checked)
-        if peek is None:
+        first = self._parser.pending_first_byte
+        if first is None:
             return
-        first, data = peek
         opcode = first & 0x0F
         if opcode == Opcode.TEXT and not first & 0x40 and self._in_opcode is None:
             if self._early_utf8 is None:
@@ -266,7 +268,12 @@ class Protocol:
                 assert self._utf8 is not None
                 self._early_utf8 = self._utf8.copy()
         else:
+            self._early_checked = _NOT_TEXT  # nothing to check in this frame: look again at the next one
             return
+        peek = self._parser.peek_payload(self._early_checked)
+        if peek is None:
+            return
+        data = peek[1]
         self._early_checked += len(data)
         try:
             self._early_utf8.decode(data)

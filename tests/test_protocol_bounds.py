@@ -119,3 +119,23 @@ def test_a_continuation_still_arriving_is_checked_from_the_messages_state() -> N
     continuation = masked(Opcode.CONT, b"\xac ok then \xc3\x28" + bytes(5000))
     events = p.receive_data(continuation[:40])
     assert len(events) == 1 and isinstance(events[0], Failure) and events[0].error.close_code == 1007
+
+
+def test_frames_still_arriving_are_peeked_at_only_when_they_hold_text() -> None:
+    p = Protocol(SERVER, max_size=None)
+    starts: list[int] = []
+    peek = p._parser.peek_payload  # noqa: SLF001 - counting the work, not changing it
+
+    def counting(start: int) -> tuple[int, bytes] | None:
+        starts.append(start)
+        return peek(start)
+
+    p._parser.peek_payload = counting  # type: ignore[method-assign]  # noqa: SLF001
+    binary = masked(Opcode.BINARY, bytes(2**20))
+    for i in range(0, len(binary), 65536):
+        p.receive_data(binary[i : i + 65536])
+    assert starts == []  # a binary frame is never copied while it arrives
+    text = masked(Opcode.TEXT, b"x" * 2**20)
+    for i in range(0, len(text), 65536):
+        p.receive_data(text[i : i + 65536])
+    assert len(starts) == 16 and starts == sorted(starts) and len(set(starts)) == 16  # each byte checked once
