@@ -92,6 +92,15 @@ def tiny_fragments(root: str | None, size: int) -> str:
     with ServerProcess(ECHO, root=root, ping_interval=None) as server:
         time.sleep(0.3)
         baseline, cpu = server.rss, server.cpu_seconds
+        peak = [baseline]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.05):
+                peak[0] = max(peak[0], server.rss)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         start = time.monotonic()
         with HostilePeer(server.port, timeout=60) as peer:
             peer.handshake()
@@ -100,24 +109,23 @@ def tiny_fragments(root: str | None, size: int) -> str:
             stream = peer.frame_bytes(Opcode.BINARY, bytes(size), fin=False) + one * (MiB - 2) + last
             writer = threading.Thread(target=lambda: _flood(peer.sock, stream, 1, 60))
             writer.start()
-            peak = baseline
-            code = None
-            peer.sock.settimeout(60)
+            code: object = None
             try:
                 while code is None:
                     frame = peer.read_frame(60)
                     if frame.opcode == Opcode.CLOSE:
                         code = int.from_bytes(frame.payload[:2], "big")
                     elif frame.opcode == Opcode.BINARY:
-                        code = "echoed"
-                    peak = max(peak, server.rss)
+                        code = "the echo"
             except (OSError, ConnectionError):
-                code = "dropped"
+                code = "nothing (dropped)"
+            elapsed = time.monotonic() - start
             writer.join(60)
-        elapsed = time.monotonic() - start
+        stop.set()
+        sampler.join()
         used = server.cpu_seconds - cpu
     what = "1 MiB in 1-byte fragments" if size else "a million empty continuation frames"
-    return f"{what}: answered {code} after {elapsed:.2f} s, {used:.2f} s CPU, +{(peak - baseline) / MiB:.1f} MiB"
+    return f"{what}: answered {code} after {elapsed:.2f} s, {used:.2f} s CPU, +{(peak[0] - baseline) / MiB:.1f} MiB"
 
 
 def idle_connections(root: str | None, count: int = 500) -> str:
