@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         ProtocolError,
         RawwsError,
     )
+    from .extensions.permessage_deflate import DeflateConfig
     from .frames import CloseCode, Frame, Opcode
     from .protocol import CLIENT, SERVER, Protocol, Role, State
     from .pubsub.broker import Backend, LocalBackend, MessageBroker, SubscriberGone
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from .sync.client import ClientConnection, connect
     from .sync.connection import Connection, PongWaiter
     from .sync.eventclient import EventClient
+    from .sync.options import ClientOptions, ConnectionOptions, ServerOptions
     from .sync.pending import PendingConnection
     from .sync.server import Server, ServerConnection, broadcast, serve
 
@@ -81,6 +83,10 @@ _WHERE = {
     "Connection": "sync.connection",
     "PongWaiter": "sync.connection",
     "EventClient": "sync.eventclient",
+    "ServerOptions": "sync.options",
+    "ClientOptions": "sync.options",
+    "ConnectionOptions": "sync.options",
+    "DeflateConfig": "extensions.permessage_deflate",
     # publish/subscribe
     "MessageBroker": "pubsub.broker",
     "Backend": "pubsub.broker",
@@ -99,11 +105,14 @@ __all__ = [
     "Backend",
     "CLIENT",
     "ClientConnection",
+    "ClientOptions",
     "CloseCode",
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "ConnectionOptions",
+    "DeflateConfig",
     "Dispatcher",
     "EventClient",
     "Frame",
@@ -125,6 +134,7 @@ __all__ = [
     "SERVER",
     "Server",
     "ServerConnection",
+    "ServerOptions",
     "State",
     "SubscriberGone",
     "broadcast",

@@ -256,6 +256,13 @@ class FrameParser:
         self.mask_expected = mask_expected
         self.max_size = max_size
         self.allowed_rsv = allowed_rsv
+        # On the wire a compressed message (RSV1 claimed by permessage-deflate) may be larger than it
+        # inflates to: incompressible data goes out in stored blocks of 5 header bytes each, one per
+        # 127 to 16,383 bytes depending on the sender's memLevel, so up to about 4 %. The frames of
+        # such a connection may pass max_size by 1/16; the inflated message is held to max_size exactly.
+        self.wire_limit = (
+            None if max_size is None else max_size + (max_size >> 4) + 64 if allowed_rsv & RSV1 else max_size
+        )
         self._buffer = bytearray()
         self._message_size = 0  # payload bytes of data frames in the unfinished message
         self._failed: ProtocolError | None = None
@@ -334,9 +341,9 @@ class FrameParser:
                     or first & 0x08
                     or bool(masked) is not self.mask_expected
                     or (
-                        self.max_size is not None
+                        self.wire_limit is not None
                         and self._message_size + (length if first & 0x80 or length >= min_charge else min_charge)
-                        > self.max_size
+                        > self.wire_limit
                     )
                 ):
                     self._check_header(first, masked, length)
@@ -388,7 +395,7 @@ class FrameParser:
                 raise ProtocolError(f"§5.5: control frame payload of {length} bytes exceeds 125")
             if not first & 0x80:
                 raise ProtocolError("§5.5: control frames must not be fragmented")
-        elif self.max_size is not None and self._message_size + self._charge(first, length) > self.max_size:
+        elif self.wire_limit is not None and self._message_size + self._charge(first, length) > self.wire_limit:
             if first & 0x80 or length >= self._min_charge:
                 raise PayloadTooBig(
                     f"message of at least {self._message_size + length} bytes exceeds max_size={self.max_size}"

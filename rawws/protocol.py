@@ -311,6 +311,9 @@ class Protocol:
             if self._in_opcode is not None:
                 raise ProtocolError("§5.4: a new data frame arrived inside an unfinished fragmented message")
             if frame.fin:
+                if self.max_size is not None and len(frame.payload) > self.max_size:
+                    # The parser allows deflate's expansion on the wire; the message itself may not pass max_size.
+                    raise PayloadTooBig(f"message of {len(frame.payload)} bytes exceeds max_size={self.max_size}")
                 if opcode == Opcode.TEXT:
                     try:
                         events.append(TextMessage(frame.payload.decode("utf-8")))

@@ -102,6 +102,7 @@ class Connection:
             closed_exception=self._closed_exception,
             on_write_error=self._write_failed,
             on_flushed=self._flushed,
+            on_broken_message=self._broken_message,
             logger=self.logger,
             peer=peer,
         )
@@ -399,6 +400,11 @@ class Connection:
 
     def _write_failed(self) -> None:
         self._receiver.rearm()  # the socket is shut down: someone must read the EOF
+
+    def _broken_message(self) -> None:
+        """A fragmented send stopped half-way: no message may follow it (§5.4), so the connection ends."""
+        self.logger.info("%s: a fragmented message could not be finished: failing with 1011", self.remote_address)
+        self._fail_now(CloseCode.INTERNAL_ERROR, "a fragmented message could not be finished")
 
     def _flushed(self) -> None:
         self._receiver.rearm()  # reading may have waited for this flush (see Sender.stuck)

@@ -40,7 +40,8 @@ class Sender:
 
     ``closed_exception()`` builds the exception to raise once the connection
     cannot send; ``on_write_error()`` is called after a write failed (the
-    socket is shut down by then); ``on_flushed()`` after a background flush ends.
+    socket is shut down by then); ``on_flushed()`` after a background flush
+    ends; ``on_broken_message()`` when a fragmented message cannot be finished.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class Sender:
         closed_exception: Callable[[], ConnectionClosed],
         on_write_error: Callable[[], None],
         on_flushed: Callable[[], None],
+        on_broken_message: Callable[[], None],
         logger: logging.Logger,
         peer: Any,
     ) -> None:
@@ -68,6 +70,7 @@ class Sender:
         self._closed_exception = closed_exception
         self._on_write_error = on_write_error
         self._on_flushed = on_flushed
+        self._on_broken_message = on_broken_message
         self._logger = logger
         self._peer = peer
         self._tls = isinstance(sock, ssl.SSLSocket)
@@ -156,7 +159,13 @@ class Sender:
             raise self._closed_exception() from self.error
 
     def send_fragments(self, pieces: Iterable[Message]) -> None:
-        """One message, a frame per piece (§5.4); the pieces must all be ``str`` or all bytes-like."""
+        """One message, a frame per piece (§5.4); the pieces must all be ``str`` or all bytes-like.
+
+        If the iterable raises, or a piece has the wrong type, after the first
+        frame went out, the message can never be finished and no other message
+        may follow it (§5.4): the connection is failed with 1011, like the
+        ``websockets`` package does, and the error is raised.
+        """
         with self._send_mutex:
             iterator = iter(pieces)
             try:
@@ -165,27 +174,33 @@ class Sender:
                 raise ValueError("cannot send an empty iterable: a message needs at least one frame") from None
             text = isinstance(current, str)
             first = True
-            while True:
-                try:
-                    following = next(iterator)
-                    last = False
-                except StopIteration:
-                    following, last = None, True
-                if isinstance(current, str) != text:
-                    raise TypeError("all fragments of one message must be str, or all bytes-like")
-                with self._protocol_lock:
-                    self.check_sendable()
-                    if not first:
-                        self.protocol.send_continuation(current, fin=last)
-                    elif isinstance(current, str):
-                        self.protocol.send_text(current, fin=last)
-                    else:
-                        self.protocol.send_binary(current, fin=last)
-                self.flush(blocking=True)
-                self.raise_if_failed()
-                if last:
-                    return
-                current, first = following, False  # type: ignore[assignment]
+            try:
+                while True:
+                    try:
+                        following = next(iterator)
+                        last = False
+                    except StopIteration:
+                        following, last = None, True
+                    if isinstance(current, str) != text:
+                        raise TypeError("all fragments of one message must be str, or all bytes-like")
+                    with self._protocol_lock:
+                        self.check_sendable()
+                        if not first:
+                            self.protocol.send_continuation(current, fin=last)
+                        elif isinstance(current, str):
+                            self.protocol.send_text(current, fin=last)
+                        else:
+                            self.protocol.send_binary(current, fin=last)
+                    first = False
+                    self.flush(blocking=True)
+                    self.raise_if_failed()
+                    if last:
+                        return
+                    current = following  # type: ignore[assignment]
+            except BaseException:
+                if not first and self.protocol.sending_fragmented:
+                    self._on_broken_message()
+                raise
 
     def enqueue(self, messages: Sequence[Message], prepared: PreparedMessage | None, *, write: bool) -> None:
         """Encode ``messages`` into the protocol's output (or queue ``prepared``, the one message framed

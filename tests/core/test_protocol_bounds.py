@@ -139,3 +139,33 @@ def test_frames_still_arriving_are_peeked_at_only_when_they_hold_text() -> None:
     for i in range(0, len(text), 65536):
         p.receive_data(text[i : i + 65536])
     assert len(starts) == 16 and starts == sorted(starts) and len(set(starts)) == 16  # each byte checked once
+
+
+def _deflate_pair(max_size: int) -> tuple[Protocol, Protocol]:
+    from rawws.extensions.permessage_deflate import DeflateConfig
+    from rawws.opening import ClientHandshake, ServerHandshake
+
+    client, server = (
+        ClientHandshake("ws://x/", compression=DeflateConfig()),
+        ServerHandshake(compression=DeflateConfig()),
+    )
+    request = server.receive_data(client.data_to_send())
+    assert request is not None
+    server.accept(request)
+    client.receive_data(server.data_to_send())
+    return client.protocol(), server.protocol(max_size=max_size)
+
+
+def test_incompressible_messages_up_to_max_size_pass_compression() -> None:
+    import os
+
+    data = os.urandom(2**20)  # deflate makes it slightly larger on the wire
+    client, server = _deflate_pair(max_size=2**20)
+    client.send_binary(data)
+    wire = b"".join(client.data_to_send())
+    assert len(wire) > 2**20 + 14
+    assert server.receive_data(wire) == [BinaryMessage(data)]
+    client, server = _deflate_pair(max_size=2**20)
+    client.send_binary(data + b"!")
+    [failure] = server.receive_data(b"".join(client.data_to_send()))
+    assert isinstance(failure, Failure) and failure.error.close_code == 1009

@@ -210,3 +210,33 @@ def test_fin_never_overtakes_bytes_a_writer_holds() -> None:
     finally:
         peer.close()
         connection.wait_closed(scaled(5))
+
+
+def test_a_fragmented_send_that_breaks_half_way_fails_the_connection_instead_of_hanging(
+    conn: tuple[Connection, socket.socket],
+) -> None:
+    connection, peer = conn
+
+    def pieces() -> Iterator[str]:
+        yield "first part"
+        yield "second part"  # the first goes out once the second is known not to be the last
+        raise RuntimeError("the producer broke")
+
+    with pytest.raises(RuntimeError, match="producer broke"):
+        connection.send(pieces())
+    frames = read_frames(peer, 2)
+    assert frames[0] == Frame(Opcode.TEXT, b"first part", fin=False)
+    assert frames[1].opcode == Opcode.CLOSE and frames[1].payload[:2] == (1011).to_bytes(2, "big")
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def later_send() -> None:
+        try:
+            connection.send("next")
+        except BaseException as exc:  # noqa: BLE001 - what the caller sees
+            errors.append(exc)
+        finished.set()
+
+    threading.Thread(target=later_send, daemon=True).start()
+    assert finished.wait(scaled(5)), "send() after a broken fragmented message hung"
+    assert isinstance(errors[0], ConnectionClosed)
