@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from ssl import SSLContext
 from typing import Any, TypedDict, Union
 
@@ -24,6 +24,7 @@ __all__ = [
     "ConnectionOptions",
     "ServerOptions",
     "ClientOptions",
+    "ConnectionSettings",
     "ServerSettings",
     "ClientSettings",
     "EventClientSettings",
@@ -122,8 +123,8 @@ class ClientOptions(ConnectionOptions):
     """The name to check the certificate against and send as SNI (default: the URI's host)."""
 
 
-class ServerSettings(TypedDict, total=False):
-    """:class:`ServerOptions` as keyword arguments (for ``serve(**settings)`` and what wraps it)."""
+class ConnectionSettings(TypedDict, total=False):
+    """:class:`ConnectionOptions` as keyword arguments."""
 
     max_size: int | None
     max_queue: int | None
@@ -135,6 +136,11 @@ class ServerSettings(TypedDict, total=False):
     write_timeout: float | None
     compression: Compression
     logger: logging.Logger | None
+
+
+class ServerSettings(ConnectionSettings, total=False):
+    """:class:`ServerOptions` as keyword arguments (for ``serve(**settings)`` and what wraps it)."""
+
     subprotocols: Sequence[str]
     select_subprotocol: SelectSubprotocol | None
     origins: Sequence[str | None] | None
@@ -143,30 +149,15 @@ class ServerSettings(TypedDict, total=False):
     ssl: SSLContext | None
 
 
-class ClientSettings(TypedDict, total=False):
+class ClientSettings(ConnectionSettings, total=False):
     """:class:`ClientOptions` as keyword arguments (for ``connect(**settings)`` and what wraps it)."""
 
-    max_size: int | None
-    max_queue: int | None
-    ping_interval: float | None
-    ping_timeout: float | None
-    open_timeout: float | None
-    close_timeout: float | None
-    write_limit: int | None
-    write_timeout: float | None
-    compression: Compression
-    logger: logging.Logger | None
     subprotocols: Sequence[str]
     origin: str | None
     additional_headers: Sequence[tuple[str, str]] | Mapping[str, str]
     user_agent: str | None
     ssl: SSLContext | None
     server_hostname: str | None
-
-
-def option_names(options: type[ConnectionOptions]) -> frozenset[str]:
-    """The field names of an options class (the settings dictionaries list exactly these)."""
-    return frozenset(field.name for field in fields(options))
 
 
 class EventClientSettings(ClientSettings, total=False):
