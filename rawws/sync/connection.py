@@ -426,6 +426,12 @@ class Connection:
             pass
         self._sender.close_socket()
         self._terminated = True
+        # From now on the connection's state is final: its parts get a cycle-free way to say so, and
+        # let go of the connection, so that unread messages are freed with it, not by the cyclic GC.
+        closed = _final(self._closed_exception())
+        self._receiver.detach(closed)
+        self._sender.detach(closed)
+        self._keepalive.detach(closed)
         self._receiver.finish()
 
     def _closed_exception(self) -> ConnectionClosed:
@@ -445,6 +451,13 @@ class Connection:
             sent_reason=sent[1] if sent else None,
             closed_by=closed_by,
         )
+
+
+def _final(exception: ConnectionClosed) -> Callable[[], ConnectionClosed]:
+    """A factory of fresh copies of ``exception`` (raising one object twice would chain tracebacks)."""
+    cls, code, reason = type(exception), exception.code, exception.reason
+    sent_code, sent_reason, closed_by = exception.sent_code, exception.sent_reason, exception.closed_by
+    return lambda: cls(code, reason, sent_code=sent_code, sent_reason=sent_reason, closed_by=closed_by)
 
 
 def frame_tracer(logger: logging.Logger, peer: Any) -> Callable[[str, int, bool, Data], None]:

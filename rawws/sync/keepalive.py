@@ -103,6 +103,13 @@ class Keepalive:
         for waiter in list(self._waiting.values()):
             waiter._abandon()
         self._waiting.clear()
+        self._send_ping = _ignore  # these hold the connection: no cycle left behind
+        self._fail = _ignore
+        self._own = None
+
+    def detach(self, closed_exception: Callable[[], ConnectionClosed]) -> None:
+        """After :meth:`stop`: keep a cycle-free way to say the connection is closed."""
+        self._closed_exception = closed_exception
 
     def register(self, data: bytes | None) -> PongWaiter:
         """With the protocol lock held: choose a payload if none is given and queue the ping."""
@@ -147,3 +154,7 @@ class Keepalive:
         if waiter.latency is None and not self._stopped:
             self._logger.info("no pong from %s within %ss: closing with 1011", self._peer, self.timeout)
             self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+
+def _ignore(*args: object) -> None:
+    pass

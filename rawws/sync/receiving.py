@@ -340,7 +340,7 @@ class Receiver:
         The protocol parses at most as many messages as the queue has room for;
         the rest waits in its buffer (``protocol.input_waiting``).
         """
-        budget = None if self.max_queue is None or self._hooks.closing() else max(1, self.max_queue - len(self.queue))
+        budget = None if self.max_queue is None else max(1, self.max_queue - len(self.queue))
         with self._protocol_lock:
             events = self.protocol.receive_data(data, max_messages=budget)
             pending_output = self.protocol.output_size > 0
@@ -354,13 +354,19 @@ class Receiver:
     def _handle_events(self, events: list[Event]) -> None:
         fail_at_once: tuple[int, str] | None = None
         queue = self.queue
+        # Closing, rawws keeps reading to see the peer's close frame even with a full queue; data
+        # the peer sends after our close frame goes past max_queue, so it is dropped (§5.5.1 lets
+        # an endpoint stop processing data once it sent its close frame), not queued without bound.
+        full = self.max_queue is not None and len(queue) >= self.max_queue and self._hooks.closing()
         with self._lock:
             for event in events:
                 kind = type(event)
                 if kind is BinaryMessage or kind is TextMessage:
-                    queue.append(event.data)  # type: ignore[union-attr]
+                    if not full:
+                        queue.append(event.data)  # type: ignore[union-attr]
                 elif kind is Fragment:
-                    self._queue_fragment(event)  # type: ignore[arg-type]
+                    if not full:
+                        self._queue_fragment(event)  # type: ignore[arg-type]
                 elif kind is Pong:
                     self._hooks.pong(event.data, time.monotonic())  # type: ignore[union-attr,arg-type]
                 elif kind is CloseReceived:
@@ -393,6 +399,10 @@ class Receiver:
                 return
         queue.append(Pieces(fragment.data, fragment.last))
 
+    def detach(self, closed_exception: Callable[[], ConnectionClosed]) -> None:
+        """The connection is over: keep only what ``recv()`` still needs, so no reference cycle is left."""
+        self._hooks = Hooks(_ignore, _ignore, _ignore, _ignore, _closing_now, _ignore, closed_exception)
+
     def finish(self) -> None:
         """The connection is over: wake every waiter; recv() raises once the queue is drained."""
         with self._lock:
@@ -404,6 +414,14 @@ class Receiver:
     def forget(self) -> None:
         """Stop watching the socket (before it is closed)."""
         self._reactor.forget(self._fd)
+
+
+def _ignore(*args: object) -> None:
+    pass
+
+
+def _closing_now() -> bool:
+    return True
 
 
 def _failing_later(fail: Callable[[int, str], None], code: int, reason: str) -> Callable[[], None]:

@@ -258,6 +258,12 @@ class Sender:
                 return  # (finished: what is left will never be written; looping would spin)
             blocking = persist
 
+    def detach(self, closed_exception: Callable[[], ConnectionClosed]) -> None:
+        """The connection is over: drop the callbacks into it, so no reference cycle is left."""
+        self._closed_exception = closed_exception
+        self._on_write_error = self._on_flushed = self._on_broken_message = _ignore
+        self.on_drain = None
+
     def _fin_if_written(self) -> None:
         """With the write lock held: send FIN if the protocol says TCP should close and nothing is left.
 
@@ -375,3 +381,7 @@ class Sender:
         except OSError:
             pass
         self._on_write_error()
+
+
+def _ignore() -> None:
+    pass

@@ -240,3 +240,39 @@ def test_a_fragmented_send_that_breaks_half_way_fails_the_connection_instead_of_
     threading.Thread(target=later_send, daemon=True).start()
     assert finished.wait(scaled(5)), "send() after a broken fragmented message hung"
     assert isinstance(errors[0], ConnectionClosed)
+
+
+def test_a_finished_connection_is_freed_without_the_cyclic_garbage_collector() -> None:
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        connection, peer = pair(ping_interval=0.5, max_queue=4, close_timeout=1.0)
+        peer.sendall(b"".join(client_frame(Opcode.BINARY, bytes(100_000)) for _ in range(6)))
+        deadline = time.monotonic() + scaled(5)
+        while len(connection._receiver.queue) < 4 and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.01)
+        peer.close()
+        assert connection.wait_closed(scaled(5))
+        with pytest.raises(ConnectionClosed):
+            for _ in range(10):
+                connection.recv(timeout=0)  # the queued messages, then the end: still readable after closing
+        alive = weakref.ref(connection)
+        del connection
+        assert alive() is None, "a reference cycle keeps the finished connection (and its unread messages) alive"
+    finally:
+        gc.enable()
+
+
+def test_data_after_our_close_frame_is_not_queued_past_max_queue() -> None:
+    connection, peer = pair(ping_interval=None, max_queue=2, close_timeout=scaled(5))
+    try:
+        connection.start_closing()
+        peer.sendall(b"".join(client_frame(Opcode.BINARY, b"%d" % i) for i in range(200)))
+        time.sleep(0.3)
+        assert len(connection._receiver.queue) <= 2  # noqa: SLF001
+        peer.sendall(client_frame(Opcode.CLOSE, b"\x03\xe8"))
+        assert connection.wait_closed(scaled(5))
+    finally:
+        peer.close()
