@@ -249,7 +249,7 @@ def test_a_finished_connection_is_freed_without_the_cyclic_garbage_collector() -
     gc.disable()
     try:
         connection, peer = pair(ping_interval=0.5, max_queue=4, close_timeout=1.0)
-        peer.sendall(b"".join(client_frame(Opcode.BINARY, bytes(100_000)) for _ in range(6)))
+        peer.sendall(b"".join(client_frame(Opcode.BINARY, bytes(20_000)) for _ in range(6)))  # fits the socketpair
         deadline = time.monotonic() + scaled(5)
         while len(connection._receiver.queue) < 4 and time.monotonic() < deadline:  # noqa: SLF001
             time.sleep(0.01)
