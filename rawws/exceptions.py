@@ -8,6 +8,8 @@ The hierarchy::
     ├── InvalidHandshake         the opening handshake failed (carries the HTTP status)
     │   └── InvalidHeader        one header of the handshake is missing or wrong
     ├── InvalidURI               not a ws:// or wss:// URI rawws can connect to
+    ├── ConnectError             connect() could not reach the server (also an OSError)
+    │   └── ConnectTimeout       ... within open_timeout (also a TimeoutError)
     ├── InvalidState             an operation that the connection's state forbids
     └── ConnectionClosed         the connection is closed (carries code, reason, who closed)
         ├── ConnectionClosedOK       closed by a normal closing handshake (1000 or 1001)
@@ -18,6 +20,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .http11 import Headers
 
 __all__ = [
     "RawwsError",
@@ -26,6 +32,8 @@ __all__ = [
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidURI",
+    "ConnectError",
+    "ConnectTimeout",
     "InvalidState",
     "ConnectionClosed",
     "ConnectionClosedOK",
@@ -62,6 +70,8 @@ class InvalidHandshake(RawwsError):
     On the server, ``status``, ``headers`` and ``body`` describe the HTTP
     response that refuses the request. On the client, they are what the
     server answered (``status`` is 0 if there was no parsable answer).
+    ``headers`` is a case-insensitive :class:`~rawws.http11.Headers`, like
+    ``request.headers`` and ``response.headers``: ``exc.headers["Retry-After"]``.
     """
 
     def __init__(
@@ -71,9 +81,11 @@ class InvalidHandshake(RawwsError):
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
     ) -> None:
+        from .http11 import Headers  # http11 raises these exceptions: import it when first needed
+
         super().__init__(message)
         self.status = status
-        self.headers = list(headers)
+        self.headers: Headers = Headers(headers.items() if isinstance(headers, Headers) else headers)
         self.body = body
 
 
@@ -83,6 +95,25 @@ class InvalidHeader(InvalidHandshake):
 
 class InvalidURI(RawwsError):
     """The URI is not a ``ws://`` or ``wss://`` URI (RFC 6455 §3)."""
+
+
+class ConnectError(RawwsError, OSError):
+    """:func:`~rawws.sync.client.connect` could not reach the WebSocket server.
+
+    The host name did not resolve, nothing listens on the port, the TCP
+    connection or the TLS handshake failed, or the connection broke during
+    the opening handshake. The message names ``HOST:PORT`` and what failed;
+    the operating system's error is ``__cause__`` (its ``errno`` is copied).
+    It is also an :class:`OSError`, so code written for the socket errors
+    still catches it; ``except RawwsError`` catches every failure to connect.
+    """
+
+
+class ConnectTimeout(ConnectError, TimeoutError):
+    """``connect()`` did not finish within ``open_timeout``: the message says which step timed out.
+
+    Also a :class:`TimeoutError`.
+    """
 
 
 class InvalidState(RawwsError):

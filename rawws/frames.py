@@ -99,6 +99,12 @@ _VALID_OPCODES = frozenset(int(op) for op in Opcode)
 _WIRE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
 
+SENDABLE_CLOSE_CODES = (
+    "a close frame may carry 1000-1003, 1007-1014 or 3000-4999 (RFC 6455 §7.4: 1004 is reserved, "
+    "1005, 1006 and 1015 only describe a closure locally, 1016-2999 are unassigned)"
+)
+
+
 def is_valid_close_code(code: int) -> bool:
     """Whether ``code`` may appear in a close frame on the wire (§7.4)."""
     return code in _WIRE_CLOSE_CODES or 3000 <= code <= 4999
@@ -474,7 +480,7 @@ def parse_close(payload: bytes) -> tuple[int, str]:
 def serialize_close(code: int, reason: str = "") -> bytes:
     """The close payload for ``code`` and ``reason`` (at most 123 bytes of UTF-8)."""
     if not is_valid_close_code(code):
-        raise ValueError(f"close code {code} may not be sent (use 1000-1003, 1007-1014 or 3000-4999)")
+        raise ValueError(f"close code {code} may not be sent: {SENDABLE_CLOSE_CODES}")
     data = reason.encode("utf-8")
     if len(data) > 123:
         raise ValueError("a close reason is at most 123 bytes of UTF-8 (§5.5)")

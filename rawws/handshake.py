@@ -345,18 +345,25 @@ def check_response(
     subprotocol or an extension the client did not offer.
     """
 
-    def fail(message: str) -> InvalidHandshake:
-        return InvalidHandshake(message, status=response.status, headers=response.headers.items(), body=response.body)
+    def fail(message: str, kind: type[InvalidHandshake] = InvalidHandshake) -> InvalidHandshake:
+        return kind(message, status=response.status, headers=response.headers, body=response.body)
 
     if response.status != 101:
-        raise fail(f"server refused the upgrade: HTTP {response.status} {response.reason}".rstrip())
+        raise fail(_not_upgraded(response))
+    if response.version == "HTTP/1.0":
+        raise fail("the server answered 101 over HTTP/1.0; the upgrade needs HTTP/1.1 (RFC 6455 §4.1)")
     headers = response.headers
     if "websocket" not in [u.lower() for u in parse_token_list(headers.get_all("Upgrade"), "Upgrade")]:
-        raise fail("the response lacks Upgrade: websocket")
+        raise fail("the response lacks Upgrade: websocket", InvalidHeader)
     if "upgrade" not in [c.lower() for c in parse_token_list(headers.get_all("Connection"), "Connection")]:
-        raise fail("the response's Connection header lacks the Upgrade token")
-    if headers.get_all("Sec-WebSocket-Accept") != [accept_key(key)]:
-        raise fail("Sec-WebSocket-Accept does not match the key sent")
+        raise fail("the response's Connection header lacks the Upgrade token", InvalidHeader)
+    accepts = headers.get_all("Sec-WebSocket-Accept")
+    if not accepts:
+        raise fail("the response lacks the Sec-WebSocket-Accept header (§4.1)", InvalidHeader)
+    if len(accepts) > 1:
+        raise fail("the response has more than one Sec-WebSocket-Accept header", InvalidHeader)
+    if accepts != [accept_key(key)]:
+        raise fail("Sec-WebSocket-Accept does not match the key sent", InvalidHeader)
     chosen = parse_token_list(headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol")
     if len(chosen) > 1:
         raise fail("the server chose more than one subprotocol")
@@ -368,3 +375,11 @@ def check_response(
         if name not in extensions_offered:
             raise fail(f"the server accepted extension {name!r}, which was not offered")
     return subprotocol, accepted
+
+
+def _not_upgraded(response: Response) -> str:
+    """What to say when the server answered with something else than 101 Switching Protocols."""
+    status = f"{response.version} {response.status} {response.reason}".rstrip()
+    if 200 <= response.status < 300:
+        return f"the server did not upgrade to WebSocket: it answered {status} (a plain HTTP server, not a WebSocket endpoint?)"
+    return f"the server did not upgrade to WebSocket: it answered {status}"

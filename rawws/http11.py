@@ -194,8 +194,8 @@ class HeadParser:
 
     Versions: HTTP/1.1 and later 1.x minor versions are accepted (RFC 9110
     §2.5: a higher minor version is read as the highest one implemented).
-    HTTP/1.0 and 0.x get 505, because RFC 6455 §4.1 requires HTTP/1.1 or
-    higher; so do HTTP/2 and any other major version, a different wire
+    HTTP/1.0 and 0.x requests get 505, because RFC 6455 §4.1 requires HTTP/1.1
+    or higher (an HTTP/1.0 *response* is parsed, so the client can report it); so do HTTP/2 and any other major version, a different wire
     protocol that this parser does not speak. A request's target must be
     origin-form (``/path?query``) or absolute-form with the ``http`` or
     ``https`` scheme (RFC 6455 §4.1, RFC 9112 §3.2.2), without a fragment;
@@ -305,7 +305,9 @@ class HeadParser:
         parts = line.split(b" ", 2)
         if len(parts) < 2 or not re.fullmatch(rb"[1-5]\d\d", parts[1]):
             raise InvalidHandshake(f"malformed status line {line[:64]!r}", status=0)
-        version = self._check_version(parts[0])
+        # An HTTP/1.0 answer is read, not refused, so that the client can say what the server
+        # answered (a plain HTTP server's 200); check_response refuses a 101 over HTTP/1.0.
+        version = "HTTP/1.0" if parts[0] == b"HTTP/1.0" else self._check_version(parts[0])
         reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
         return Response(int(parts[1]), reason, headers, b"", version)
 

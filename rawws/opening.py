@@ -135,7 +135,7 @@ class ServerHandshake:
 
     def refuse(self, error: InvalidHandshake) -> Response:
         """Queue the HTTP refusal ``error`` describes (its status, message and headers)."""
-        return self.respond(reject(error.status or 400, str(error), error.headers))
+        return self.respond(reject(error.status or 400, str(error), error.headers.items()))
 
     def respond(self, response: Response) -> Response:
         """Queue a plain HTTP response instead of upgrading; the TCP connection then closes."""

@@ -473,11 +473,12 @@ class Protocol:
     def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake (§5.5.1, §7.1.2); the state becomes CLOSING.
 
-        ``code`` 1005 sends a close frame with no status code at all.
+        Raises :class:`ValueError` for a code that may not be sent (§7.4:
+        1005, 1006, 1015, 1004, below 1000, 1016-2999, above 4999).
         """
+        payload = serialize_close(code, reason)
         if self.state is not State.OPEN:
             raise InvalidState(f"cannot close: the connection is {self.state.name}")
-        payload = b"" if code == CloseCode.NO_STATUS_RCVD else serialize_close(code, reason)
         self._send_frame(Opcode.CLOSE, payload)
         self.close_sent = (code, reason)
         self.state = State.CLOSING

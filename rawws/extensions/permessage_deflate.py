@@ -268,9 +268,12 @@ def accept_server_response(params: Params, config: DeflateConfig) -> PerMessageD
     offered_server_bits = config.server_max_window_bits if (config.server_max_window_bits or 15) < 15 else None
     if offered_server_bits is not None and (server_bits_text is None or int(server_bits_text) > offered_server_bits):
         raise InvalidHandshake("the server did not limit its window as the client asked", status=0)
-    client_bits = int(response.get("client_max_window_bits") or (config.client_max_window_bits or 15))
-    if config.client_max_window_bits is not None and client_bits > config.client_max_window_bits:
-        raise InvalidHandshake("the server's client_max_window_bits exceeds the client's offer", status=0)
+    client_bits = int(response.get("client_max_window_bits") or 15)
+    if config.client_max_window_bits is not None:
+        # §7.1.2.2 lets the server only lower the limit the client offered; some servers answer
+        # a larger one (the Autobahn suite's answers 15 to an offer of 12). Compressing with a
+        # window no larger than the server allows is always valid, so keep the smaller one.
+        client_bits = min(client_bits, config.client_max_window_bits)
     if client_bits < 9:
         raise InvalidHandshake("the server asked for an 8-bit window, which zlib cannot compress with", status=0)
     return PerMessageDeflate(

@@ -194,11 +194,22 @@ def test_client_checks_the_answer() -> None:
     for bad in (
         [("server_max_window_bits", "12"), ("server_max_window_bits", "12")],
         [("server_max_window_bits", "13")],  # larger than we asked
-        [("server_max_window_bits", "12"), ("client_max_window_bits", "14")],
         [("bogus", None)],
     ):
         with pytest.raises(InvalidHandshake):
             accept_server_response(bad, config)
+
+
+@pytest.mark.parametrize("answer_bits", ["13", "15"])
+def test_client_keeps_its_smaller_window_when_the_server_allows_a_larger_one(answer_bits: str) -> None:
+    """Issue 13 item 16: an answer above the client's offer is accepted; the client compresses with its own window."""
+    config = DeflateConfig()  # offers client_max_window_bits=12
+    answer = [("server_max_window_bits", "12"), ("client_max_window_bits", answer_bits)]
+    extension = accept_server_response(answer, config)
+    assert (extension.compress_bits, extension.decompress_bits) == (12, 12)
+    unlimited_config = DeflateConfig(server_max_window_bits=None, client_max_window_bits=None)
+    unlimited = accept_server_response([("client_max_window_bits", answer_bits)], unlimited_config)
+    assert unlimited.compress_bits == int(answer_bits)
 
 
 # --- round trips ----------------------------------------------------------------------------

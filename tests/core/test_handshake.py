@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rawws.exceptions import InvalidHandshake
+from rawws.exceptions import InvalidHandshake, InvalidHeader
 from rawws.handshake import (
     accept,
     accept_key,
@@ -87,7 +87,9 @@ def test_refusals_have_the_right_status() -> None:
 def test_wrong_version_answer_names_version_13() -> None:
     with pytest.raises(InvalidHandshake) as info:
         check_request(rfc_request(Sec_WebSocket_Version="8"))
-    assert ("Sec-WebSocket-Version", "13") in info.value.headers
+    # Issue 13 item 11: the headers are the case-insensitive Headers type used everywhere else.
+    assert isinstance(info.value.headers, Headers)
+    assert info.value.headers["sec-websocket-version"] == "13"
 
 
 def test_origin_checks() -> None:
@@ -136,6 +138,36 @@ def test_client_rejects_bad_answers() -> None:
         check_response(reject(403, "no"), key=key)
     assert info.value.status == 403
     assert info.value.body == b"no\n"
+
+
+def test_a_missing_or_repeated_accept_header_is_an_invalid_header() -> None:
+    """Issue 13 item 9: a missing Sec-WebSocket-Accept is InvalidHeader, and says it is missing."""
+    key = generate_key()
+    response = accept(key)
+    response.headers.remove("Sec-WebSocket-Accept")
+    with pytest.raises(InvalidHeader, match="lacks the Sec-WebSocket-Accept header"):
+        check_response(response, key=key)
+    response.headers["Sec-WebSocket-Accept"] = accept_key(key)
+    response.headers["Sec-WebSocket-Accept"] = accept_key(key)
+    with pytest.raises(InvalidHeader, match="more than one"):
+        check_response(response, key=key)
+    with pytest.raises(InvalidHeader, match="does not match"):
+        check_response(accept(generate_key()), key=key)
+
+
+def test_a_plain_http_answer_is_reported_with_its_status() -> None:
+    """Issue 13 item 6: an HTTP/1.0 200 (``python -m http.server``) is read and reported, not called a 505."""
+    parser = HeadParser("response")
+    response = parser.feed(b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\nContent-Length: 0\r\n\r\n")
+    assert isinstance(response, Response) and (response.status, response.version) == (200, "HTTP/1.0")
+    with pytest.raises(InvalidHandshake, match="did not upgrade to WebSocket: it answered HTTP/1.0 200 OK") as info:
+        check_response(response, key=generate_key())
+    assert info.value.status == 200
+    key = generate_key()
+    upgraded = accept(key)
+    upgraded.version = "HTTP/1.0"
+    with pytest.raises(InvalidHandshake, match="101 over HTTP/1.0"):
+        check_response(upgraded, key=key)
 
 
 # --- Sec-WebSocket-Extensions grammar (§9.1) -----------------------------------------

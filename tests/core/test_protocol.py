@@ -234,3 +234,12 @@ def test_the_module_docstring_walkthrough_runs() -> None:
     import rawws.protocol
 
     assert doctest.testmod(rawws.protocol).failed == 0
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000])
+def test_codes_that_may_not_be_sent_are_refused_with_the_list_of_those_that_may(code: int) -> None:
+    """Issue 13 item 10: 1005 too (it used to send an empty close frame), with one message for all."""
+    protocol = Protocol(CLIENT)
+    with pytest.raises(ValueError, match=f"close code {code} may not be sent: .*1000-1003, 1007-1014 or 3000-4999"):
+        protocol.send_close(code)
+    assert protocol.state is State.OPEN and protocol.data_to_send() == []
