@@ -78,7 +78,7 @@ class InvalidHandshake(RawwsError):
         self,
         message: str,
         status: int = 400,
-        headers: Iterable[tuple[str, str]] = (),
+        headers: Headers | Iterable[tuple[str, str]] = (),
         body: bytes = b"",
     ) -> None:
         from .http11 import Headers  # http11 raises these exceptions: import it when first needed

@@ -381,5 +381,5 @@ def _not_upgraded(response: Response) -> str:
     """What to say when the server answered with something else than 101 Switching Protocols."""
     status = f"{response.version} {response.status} {response.reason}".rstrip()
     if 200 <= response.status < 300:
-        return f"the server did not upgrade to WebSocket: it answered {status} (a plain HTTP server, not a WebSocket endpoint?)"
+        return f"the server did not upgrade to WebSocket: it answered {status} (not a WebSocket endpoint?)"
     return f"the server did not upgrade to WebSocket: it answered {status}"

@@ -195,7 +195,8 @@ class HeadParser:
     Versions: HTTP/1.1 and later 1.x minor versions are accepted (RFC 9110
     §2.5: a higher minor version is read as the highest one implemented).
     HTTP/1.0 and 0.x requests get 505, because RFC 6455 §4.1 requires HTTP/1.1
-    or higher (an HTTP/1.0 *response* is parsed, so the client can report it); so do HTTP/2 and any other major version, a different wire
+    or higher (an HTTP/1.0 *response* is parsed, so the client can report it);
+    so do HTTP/2 and any other major version, a different wire
     protocol that this parser does not speak. A request's target must be
     origin-form (``/path?query``) or absolute-form with the ``http`` or
     ``https`` scheme (RFC 6455 §4.1, RFC 9112 §3.2.2), without a fragment;

@@ -29,20 +29,22 @@ held while taking another.)
 
 from __future__ import annotations
 
+import codecs
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..exceptions import ClosedBy, ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
-from ..frames import CloseCode, Data
+from ..frames import CloseCode, Data, serialize_close
 from ..http11 import Request, Response
 from ..protocol import PreparedMessage, Protocol, State
 from .keepalive import Keepalive, PongWaiter
 from .options import ConnectionOptions
 from .receiving import Hooks, Receiver
-from .sending import Message, Sender
+from .sending import ACCEPTED, Message, Sender, fragment_kind
 from .timers import Deadline, Timer, call_later
 
 __all__ = ["Connection", "PongWaiter", "Message", "ClosedBy", "frame_tracer"]
@@ -54,9 +56,10 @@ class Connection:
     """An open WebSocket connection (server or client side). Thread-safe.
 
     Use :meth:`recv` or iterate to receive, :meth:`send` to send, :meth:`ping`
-    for a round trip and :meth:`close` to end it. ``request``, ``response``
-    and ``subprotocol`` are the opening handshake's; ``local_address`` and
-    ``remote_address`` the socket's.
+    for a round trip and :meth:`close` to end it. :attr:`request`,
+    :attr:`response` and :attr:`subprotocol` are the opening handshake's;
+    :attr:`local_address` and :attr:`remote_address` the socket's;
+    :attr:`close_code` and :attr:`close_reason` the peer's close frame.
 
     ``protocol`` must have been made with ``fragment_events=True`` and
     ``defer_failure=True`` (the server and the client do so).
@@ -79,14 +82,14 @@ class Connection:
             raise ValueError("Connection needs a Protocol made with fragment_events=True, defer_failure=True")
         self.socket = sock
         self.protocol = protocol
-        self.request = request
-        self.response = response
-        self.subprotocol = subprotocol
+        self._request = request
+        self._response = response
+        self._subprotocol = subprotocol
         self.options = options = options or ConnectionOptions()
         self.close_timeout = options.close_timeout
         self.logger = logger or logging.getLogger("rawws")
-        self.local_address: Any = sock.getsockname()
-        self.remote_address: Any = remote_address if remote_address is not None else _peername(sock)
+        self._local_address: Any = sock.getsockname()
+        self._remote_address: Any = remote_address if remote_address is not None else _peername(sock)
         self._protocol_lock = threading.Lock()
         self._closed_by: ClosedBy | None = None
         self._close_timer: Timer | None = None
@@ -147,6 +150,33 @@ class Connection:
         self._receiver.rearm()
         self._keepalive.start()
 
+    # --- the handshake and the socket ----------------------------------------------------------
+
+    @property
+    def request(self) -> Request:
+        """The opening handshake's request: ``request.path`` (with the query), ``request.headers["Origin"]``, …"""
+        return self._request
+
+    @property
+    def response(self) -> Response:
+        """The opening handshake's response (the 101 Switching Protocols and its headers)."""
+        return self._response
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the handshake chose (``Sec-WebSocket-Protocol``), or None."""
+        return self._subprotocol
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's socket address, e.g. ``("127.0.0.1", 52314)`` (None if it was gone at once)."""
+        return self._remote_address
+
+    @property
+    def local_address(self) -> Any:
+        """This end's socket address, e.g. ``("127.0.0.1", 8765)``."""
+        return self._local_address
+
     # --- settings, state ------------------------------------------------------------------------
 
     @property
@@ -194,25 +224,46 @@ class Connection:
 
     # --- receiving ------------------------------------------------------------------------------
 
-    def recv(self, timeout: float | None = None) -> Message:
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Message:
         """The next message: ``str`` for text, ``bytes`` for binary.
 
-        Raises :class:`TimeoutError` if none arrives within ``timeout`` seconds
-        (the connection stays usable), and :class:`ConnectionClosed` once the
-        connection is closed and every message received before has been returned.
+        ``decode=False`` returns a text message as its UTF-8 ``bytes``;
+        ``decode=True`` returns a binary message as ``str`` (it must be UTF-8:
+        :class:`UnicodeDecodeError` otherwise). Raises :class:`TimeoutError` if
+        none arrives within ``timeout`` seconds (the connection stays usable),
+        and :class:`ConnectionClosed` once the connection is closed and every
+        message received before has been returned.
         """
-        return self._receiver.recv(timeout)
+        message = self._receiver.recv(timeout)
+        return message if decode is None else _decoded(message, decode)
 
-    def recv_streaming(self, timeout: float | None = None) -> Iterator[Message]:
+    def recv_streaming(self, timeout: float | None = None, decode: bool | None = None) -> Iterator[Message]:
         """Yield the next message piece by piece, as its frames arrive (§5.4).
 
         Each piece is ``str`` for a text message or ``bytes`` for a binary
-        one; a message that was not fragmented comes as a single piece. When
-        more than 64 fragments pile up before you take them, the later ones
-        come merged into one piece (§5.4 lets intermediaries re-fragment
-        anyway). Use this for messages too large to hold at once.
+        one (``decode`` converts as in :meth:`recv`); a message that was not
+        fragmented comes as a single piece. When more than 64 fragments pile
+        up before you take them, the later ones come merged into one piece
+        (§5.4 lets intermediaries re-fragment anyway). Use this for messages
+        too large to hold at once.
+
+        ``max_size`` still applies to the whole message, summed over its
+        pieces: past it the connection is closed with 1009. To stream larger
+        messages, connect or serve with a larger ``max_size`` (or None for no
+        limit) — for one upload endpoint, a second ``serve()`` on its own port
+        with its own ``max_size`` keeps the small limit everywhere else.
+
+        Stopping part-way (``break``, an exception, closing the generator, or
+        calling :meth:`recv` or ``recv_streaming`` again from the same thread)
+        abandons the message: the rest of it is discarded as it arrives, and
+        the next call returns the next message — never a message's tail. While
+        a thread holds an unfinished stream, another thread's :meth:`recv`
+        waits for it to end, up to its own ``timeout``.
         """
-        return self._receiver.recv_streaming(timeout)
+        pieces = self._receiver.recv_streaming(timeout)
+        if decode is None:
+            return pieces
+        return _decoded_pieces(pieces, decode)
 
     def __iter__(self) -> Iterator[Message]:
         """Iterate over messages; ends quietly on a normal close (1000/1001)."""
@@ -224,23 +275,38 @@ class Connection:
 
     # --- sending --------------------------------------------------------------------------------
 
-    def send(self, message: Message | bytearray | memoryview | Iterable[Message]) -> None:
+    def send(self, message: Message | bytearray | memoryview | Iterable[Message], text: bool | None = None) -> None:
         """Send one message: ``str`` as text, bytes-like as binary.
 
         An iterable of ``str`` (or of bytes-like) sends one fragmented message,
-        a frame per item (§5.4). Any number of threads may send at once;
-        messages never interleave. Returns once the bytes are written, or
-        raises :class:`ConnectionClosed`.
+        a frame per item (§5.4). Anything else — a ``dict``, a ``set``, a
+        number, an iterable mixing ``str`` and bytes — raises
+        :class:`TypeError` (to send JSON, ``send(json.dumps(obj))``).
+
+        ``text=True`` sends bytes-like data as a text frame (it must be UTF-8:
+        :class:`ValueError` otherwise), ``text=False`` sends ``str`` as a
+        binary frame (UTF-8 encoded); the default chooses by type.
+
+        Any number of threads may send at once; messages never interleave.
+        Returns once the bytes are written, or raises :class:`ConnectionClosed`.
         """
         if isinstance(message, (str, bytes, bytearray, memoryview)):
+            if text is not None and isinstance(message, str) != text:
+                message = _convert_for_sending(message, text)
             # Replying to a backlog of received messages: more replies will most likely follow at once.
             queue = self._received
             more = bool(queue and self._can_cork and threading.get_ident() == self._receiver.reader_thread)
             self._send_message(message, more)
-        elif isinstance(message, Iterable):
-            self._sender.send_fragments(message)
+        elif isinstance(message, Iterable) and not isinstance(message, (Mapping, AbstractSet)):
+            if isinstance(message, Sequence):
+                kind = None
+                for piece in message:  # a list or tuple is checked whole, before anything is sent
+                    kind = fragment_kind(piece, kind)
+            self._sender.send_fragments(message, text)
         else:
-            raise TypeError(f"cannot send {type(message).__name__}: use str, bytes or an iterable of them")
+            what = " (a mapping)" if isinstance(message, Mapping) else ""
+            what = " (a set)" if isinstance(message, AbstractSet) else what
+            raise TypeError(f"cannot send {type(message).__name__}{what}: {ACCEPTED}; for JSON, send(json.dumps(...))")
 
     def send_nowait(self, message: Message, *, prepared: PreparedMessage | None = None) -> None:
         """Queue one message and write whatever the socket takes now, without waiting for the peer.
@@ -310,9 +376,13 @@ class Connection:
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Run the closing handshake (§7.1.2) and wait, up to ``close_timeout``, for it to end.
 
+        ``code`` must be one a close frame may carry (RFC 6455 §7.4): 1000-1003,
+        1007-1014 or 3000-4999; any other (1005, 1006, 1015, 1004, …) raises
+        :class:`ValueError`, as does a reason over 123 bytes of UTF-8.
         Idempotent; safe from any thread. Messages that arrived before the
         close stay available to :meth:`recv`.
         """
+        serialize_close(code, reason)  # ValueError for a code that may not be sent, open or not
         self.start_closing(code, reason, wait_for_write=True)
         self._receiver.wait_for(lambda: self._terminated, Deadline(self.close_timeout))
         if not self._terminated:
@@ -327,6 +397,7 @@ class Connection:
         The closing handshake then completes in the background (the reader sees
         the peer's close frame), bounded by ``close_timeout``.
         """
+        serialize_close(code, reason)  # ValueError for a code that may not be sent, open or not
         with self._protocol_lock:
             if self.protocol.state is not State.OPEN or self._terminated:
                 return
@@ -451,6 +522,43 @@ class Connection:
             sent_reason=sent[1] if sent else None,
             closed_by=closed_by,
         )
+
+
+def _convert_for_sending(message: str | bytes | bytearray | memoryview, text: bool) -> str | bytes:
+    """``send(text=...)``: bytes-like data as text (checked to be UTF-8), or ``str`` as binary."""
+    if not text:
+        return message.encode("utf-8")  # type: ignore[union-attr]
+    try:
+        return str(message, "utf-8")  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"text=True needs UTF-8 data: {exc.reason} at byte {exc.start}") from None
+
+
+def _decoded(message: Message, decode: bool | None) -> Message:
+    """``recv(decode=...)``: text as bytes (False), binary as text (True, must be UTF-8), or as it came."""
+    if decode is None or isinstance(message, str) == decode:
+        return message
+    if isinstance(message, str):
+        return message.encode("utf-8")
+    return message.decode("utf-8")
+
+
+def _decoded_pieces(pieces: Generator[Message, None, None], decode: bool) -> Iterator[Message]:
+    """``recv_streaming(decode=...)``: like :func:`_decoded`, piece by piece (UTF-8 may span pieces)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for piece in pieces:
+            if isinstance(piece, str) == decode:
+                yield piece
+            elif isinstance(piece, str):
+                yield piece.encode("utf-8")
+            else:
+                yield decoder.decode(piece)
+        if not decode:
+            return
+        decoder.decode(b"", True)  # a message that ends inside a character raises here
+    finally:
+        pieces.close()
 
 
 def _final(exception: ConnectionClosed) -> Callable[[], ConnectionClosed]:

@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 from ..exceptions import ConnectionClosed, InvalidState
@@ -73,13 +73,14 @@ class Pieces:
     Merged text is kept as UTF-8 (the protocol validated it) and decoded when taken.
     """
 
-    __slots__ = ("text", "chunks", "merged", "last")
+    __slots__ = ("text", "chunks", "merged", "last", "first")
 
-    def __init__(self, data: str | bytes, last: bool) -> None:
+    def __init__(self, data: str | bytes, last: bool, first: bool = True) -> None:
         self.text = isinstance(data, str)
         self.chunks = [data]
         self.merged: bytearray | None = None
         self.last = last
+        self.first = first  # False: the rest of a message whose start was taken (or dropped) already
 
     def add(self, data: str | bytes, last: bool) -> None:
         self.last = last
@@ -142,6 +143,8 @@ class Receiver:
         self._cond: threading.Condition | None = None  # made on first wait: most connections never need one
         self._waiters = 0  # threads in _cond.wait(): notify only when someone listens
         self._recv_mutex = threading.Lock()  # one recv() at a time
+        self._stream_owner = 0  # the thread whose recv_streaming() holds _recv_mutex between pieces
+        self._stream_generation = 0  # bumped when that stream is abandoned by its own thread
         self._partial: list[Any] = []  # fragments of a message recv() has begun to return
         self._finished = False  # set by finish(): the connection is over and every waiter may leave
         self._poller = select.poll()
@@ -151,7 +154,11 @@ class Receiver:
 
     def recv(self, timeout: float | None) -> Message:
         self.reader_thread = threading.get_ident()
-        with self._recv_mutex:
+        deadline: Deadline | None = None
+        if not self._recv_mutex.acquire(blocking=False):
+            deadline = Deadline(timeout)
+            self._enter(deadline)
+        try:
             if not self._partial:
                 # Fast path: a whole message is waiting.
                 try:
@@ -164,31 +171,83 @@ class Receiver:
                             self.resume()
                         return item
                     self.queue.appendleft(item)
-            deadline = Deadline(timeout)
+            if deadline is None:
+                deadline = Deadline(timeout)
             while True:
                 item = self._next_item(deadline)
                 if type(item) is Pieces:
+                    if not item.first and not self._partial:
+                        continue  # the rest of a message recv_streaming() abandoned: discarded
                     self._partial.extend(item.values())
                     if item.last:
                         parts, self._partial = self._partial, []
                         return "".join(parts) if isinstance(parts[0], str) else b"".join(parts)
                     continue
                 return item  # type: ignore[return-value]
+        finally:
+            self._recv_mutex.release()
 
-    def recv_streaming(self, timeout: float | None) -> Iterator[Message]:
+    def recv_streaming(self, timeout: float | None) -> Generator[Message, None, None]:
+        """The next message piece by piece; see :meth:`rawws.sync.connection.Connection.recv_streaming`.
+
+        While the message is unfinished the generator holds ``_recv_mutex``
+        between pieces, so another thread's ``recv()`` waits (up to its
+        timeout) for the message to end. If the generator is closed (``break``,
+        an exception, garbage collection), or the thread that owns it calls
+        ``recv()`` or ``recv_streaming()`` again, the message is abandoned:
+        what is left of it is discarded as it arrives (queue items marked as
+        continuations), and the next message is returned. The abandoned
+        generator, if resumed, raises :class:`InvalidState`.
+        """
         deadline = Deadline(timeout)
-        with self._recv_mutex:
+        self._enter(deadline)
+        generation = self._stream_generation
+        owner = threading.get_ident()
+        held = True
+        try:
             if self._partial:
                 raise InvalidState("recv() timed out inside a fragmented message; call recv() to finish it")
+            started = False
             while True:
                 item = self._next_item(deadline)
                 if type(item) is Pieces:
-                    yield from item.values()
-                    if item.last:
-                        return
+                    if not item.first and not started:
+                        continue  # the rest of an earlier abandoned message: discarded
+                    started = True
+                    values = item.values()
+                    for index, value in enumerate(values):
+                        if item.last and index == len(values) - 1:
+                            self._recv_mutex.release()  # the message is complete: give recv() back first
+                            held = False
+                            yield value
+                            return
+                        self._stream_owner = owner
+                        yield value
+                        if self._stream_generation != generation:
+                            held = False  # our thread took over in recv(): the mutex is no longer ours
+                            raise InvalidState("this recv_streaming() message was abandoned: its rest was discarded")
+                        self._stream_owner = 0
                 else:
+                    self._recv_mutex.release()
+                    held = False
                     yield item  # type: ignore[misc]
                     return
+        finally:
+            if held and self._stream_generation == generation:
+                self._stream_owner = 0
+                self._recv_mutex.release()
+
+    def _enter(self, deadline: Deadline) -> None:
+        """Take ``_recv_mutex``, within the deadline; from this thread's own unfinished stream, take it over."""
+        if self._stream_owner and self._stream_owner == threading.get_ident():
+            # This thread left a recv_streaming() message unfinished and calls again: the message is
+            # abandoned (its rest is discarded) and the mutex, held for that stream, passes to this call.
+            self._stream_owner = 0
+            self._stream_generation += 1
+            return
+        remaining = deadline.remaining()
+        if not self._recv_mutex.acquire(timeout=-1 if remaining is None else max(0.0, remaining)):
+            raise TimeoutError("no message within the timeout (another thread is receiving a streamed message)")
 
     def _next_item(self, deadline: Deadline) -> Message | Pieces:
         queue = self.queue
@@ -397,7 +456,7 @@ class Receiver:
             if type(tail) is Pieces and not tail.last:
                 tail.add(fragment.data, fragment.last)
                 return
-        queue.append(Pieces(fragment.data, fragment.last))
+        queue.append(Pieces(fragment.data, fragment.last, fragment.first))
 
     def detach(self, closed_exception: Callable[[], ConnectionClosed]) -> None:
         """The connection is over: keep only what ``recv()`` still needs, so no reference cycle is left."""

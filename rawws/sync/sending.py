@@ -15,6 +15,7 @@ peer that does not read (see :mod:`rawws.sync.receiving`).
 
 from __future__ import annotations
 
+import codecs
 import logging
 import select
 import socket
@@ -27,11 +28,16 @@ from ..exceptions import ConnectionClosed
 from ..frames import Data
 from ..protocol import PreparedMessage, Protocol, State
 
-__all__ = ["Sender", "Message", "WOULD_BLOCK"]
+__all__ = ["Sender", "Message", "WOULD_BLOCK", "ACCEPTED", "fragment_kind"]
 
 Message = Union[str, bytes]
 
 MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
+ACCEPTED = (
+    "send() takes str (a text message), a bytes-like object (a binary message), "
+    "or an iterable of all-str or all-bytes-like fragments (one fragmented message)"
+)
+
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -158,13 +164,19 @@ class Sender:
         if self.error is not None:  # raise_if_failed(), inlined: this is the hot path
             raise self._closed_exception() from self.error
 
-    def send_fragments(self, pieces: Iterable[Message]) -> None:
+    def send_fragments(self, pieces: Iterable[Message], text: bool | None = None) -> None:
         """One message, a frame per piece (§5.4); the pieces must all be ``str`` or all bytes-like.
 
-        If the iterable raises, or a piece has the wrong type, after the first
-        frame went out, the message can never be finished and no other message
-        may follow it (§5.4): the connection is failed with 1011, like the
-        ``websockets`` package does, and the error is raised.
+        ``text`` True sends bytes-like pieces as a text message (checked to be
+        UTF-8 across the pieces), False sends ``str`` pieces as binary (UTF-8
+        encoded); None sends ``str`` as text and bytes-like as binary.
+
+        Each piece's type is checked before the piece ahead of it is sent, so
+        a wrong first or second piece raises :class:`TypeError` with nothing
+        sent. If the iterable raises, or a piece has the wrong type, after the
+        first frame went out, the message can never be finished and no other
+        message may follow it (§5.4): the connection is failed with 1011, like
+        the ``websockets`` package does, and the error is raised.
         """
         with self._send_mutex:
             iterator = iter(pieces)
@@ -172,25 +184,31 @@ class Sender:
                 current = next(iterator)
             except StopIteration:
                 raise ValueError("cannot send an empty iterable: a message needs at least one frame") from None
-            text = isinstance(current, str)
+            kind = fragment_kind(current, None)
+            as_text = kind if text is None else text
+            check_utf8 = codecs.getincrementaldecoder("utf-8")().decode if as_text and not kind else None
             first = True
             try:
                 while True:
                     try:
                         following = next(iterator)
                         last = False
+                        fragment_kind(following, kind)
                     except StopIteration:
                         following, last = None, True
-                    if isinstance(current, str) != text:
-                        raise TypeError("all fragments of one message must be str, or all bytes-like")
+                    payload: Any = current
+                    if kind and not as_text:
+                        payload = current.encode("utf-8")  # type: ignore[union-attr]
+                    elif check_utf8 is not None:
+                        _check_utf8(check_utf8, current, last)  # type: ignore[arg-type]
                     with self._protocol_lock:
                         self.check_sendable()
                         if not first:
-                            self.protocol.send_continuation(current, fin=last)
-                        elif isinstance(current, str):
-                            self.protocol.send_text(current, fin=last)
+                            self.protocol.send_continuation(payload, fin=last)
+                        elif as_text:
+                            self.protocol.send_text(payload, fin=last)
                         else:
-                            self.protocol.send_binary(current, fin=last)
+                            self.protocol.send_binary(payload, fin=last)
                     first = False
                     self.flush(blocking=True)
                     self.raise_if_failed()
@@ -381,6 +399,27 @@ class Sender:
         except OSError:
             pass
         self._on_write_error()
+
+
+def fragment_kind(piece: object, expected: bool | None) -> bool:
+    """True for a ``str`` fragment, False for a bytes-like one; TypeError for anything else or a mix."""
+    if isinstance(piece, str):
+        kind = True
+    elif isinstance(piece, (bytes, bytearray, memoryview)):
+        kind = False
+    else:
+        raise TypeError(f"cannot send a fragment of type {type(piece).__name__}: {ACCEPTED}")
+    if expected is not None and kind != expected:
+        first, this = ("str", "bytes-like") if expected else ("bytes-like", "str")
+        raise TypeError(f"a {this} fragment after {first} ones: all fragments of one message must be of one kind")
+    return kind
+
+
+def _check_utf8(decode: Callable[[bytes, bool], str], data: bytes, last: bool) -> None:
+    try:
+        decode(data, last)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"text=True needs UTF-8 data: {exc.reason} in a fragment") from None
 
 
 def _ignore() -> None:
