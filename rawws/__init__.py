@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .exceptions import (
+        ConnectError,
         ConnectionClosed,
         ConnectionClosedError,
         ConnectionClosedOK,
+        ConnectTimeout,
         InvalidHandshake,
         InvalidHeader,
         InvalidState,
@@ -69,6 +71,8 @@ _WHERE = {
     "InvalidHeader": "exceptions",
     "InvalidState": "exceptions",
     "InvalidURI": "exceptions",
+    "ConnectError": "exceptions",
+    "ConnectTimeout": "exceptions",
     "PayloadTooBig": "exceptions",
     "ProtocolError": "exceptions",
     "RawwsError": "exceptions",
@@ -120,6 +124,8 @@ __all__ = [
     "InvalidHeader",
     "InvalidState",
     "InvalidURI",
+    "ConnectError",
+    "ConnectTimeout",
     "LocalBackend",
     "MessageBroker",
     "Opcode",

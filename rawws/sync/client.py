@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ..exceptions import ConnectError, ConnectTimeout
 from ..opening import ClientHandshake
 from ..uri import parse_uri
 from .connection import Connection, frame_tracer
@@ -41,24 +42,32 @@ def connect(
     ``subprotocols``, ``origin``, ``additional_headers``, ``user_agent``,
     ``ssl`` and ``server_hostname``. ``wss://`` uses
     ``ssl.create_default_context()`` (certificate and host name checks, SNI)
-    unless ``ssl`` is given. Raises :class:`~rawws.exceptions.InvalidURI` for
-    a bad URI, :class:`~rawws.exceptions.InvalidHandshake` (with the server's
-    status, headers and body) if the server refuses, :class:`TimeoutError` if
-    the handshake takes longer than ``open_timeout``, and :class:`OSError` if
-    the TCP connection fails.
+    unless ``ssl`` is given.
+
+    Every failure to connect is a :class:`~rawws.exceptions.RawwsError`, so
+    ``except RawwsError`` catches them all: :class:`~rawws.exceptions.InvalidURI`
+    for a bad URI; :class:`~rawws.exceptions.ConnectError` (also an
+    :class:`OSError`) when the name does not resolve, the port refuses, TLS
+    fails or the connection breaks, saying what failed at ``HOST:PORT``;
+    :class:`~rawws.exceptions.ConnectTimeout` (also a :class:`TimeoutError`)
+    when ``open_timeout`` passes, saying which step timed out;
+    :class:`~rawws.exceptions.InvalidHandshake` (with the server's status,
+    headers and body) when the server answers without upgrading.
     """
     options = replace(options or ClientOptions(), **settings)
     parsed = parse_uri(uri)
     log = options.logger or logging.getLogger("rawws.client")
     deadline = Deadline(options.open_timeout)
+    where = f"[{parsed.host}]:{parsed.port}" if ":" in parsed.host else f"{parsed.host}:{parsed.port}"
     if sock is None:
-        sock = socket.create_connection((parsed.host, parsed.port), timeout=options.open_timeout)
+        sock = _open_tcp(parsed.host, parsed.port, options.open_timeout, where)
     else:
         sock.settimeout(options.open_timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         pass  # not TCP (a socketpair in tests, a Unix socket)
+    step = "doing the TLS handshake with"
     try:
         if parsed.secure:
             context = options.ssl if options.ssl is not None else ssl_module.create_default_context()
@@ -76,7 +85,9 @@ def connect(
             compression=options.deflate,
             additional_headers=headers,
         )
+        step = "sending the handshake request to"
         sock.sendall(handshake.data_to_send())
+        step = "waiting for the handshake response from"
         response = None
         while response is None:
             _set_remaining(sock, deadline)
@@ -85,8 +96,10 @@ def connect(
                 response = handshake.receive_data(data)
             else:
                 handshake.receive_eof()  # raises InvalidHandshake
-    except BaseException:
+    except BaseException as exc:
         sock.close()
+        if isinstance(exc, OSError) and not isinstance(exc, ConnectError):
+            raise _connect_error(exc, step, where, options.open_timeout) from exc
         raise
     log.debug("connected to %s (subprotocol %s)", uri, handshake.subprotocol)
     protocol = handshake.protocol(
@@ -110,5 +123,34 @@ def connect(
 def _set_remaining(sock: socket.socket, deadline: Deadline) -> None:
     remaining = deadline.remaining()
     if remaining is not None and remaining <= 0:
-        raise TimeoutError("the opening handshake timed out")
+        raise TimeoutError("timed out")
     sock.settimeout(remaining)
+
+
+def _open_tcp(host: str, port: int, timeout: float | None, where: str) -> socket.socket:
+    """``socket.create_connection``, its failures as :class:`ConnectError` saying what failed and where."""
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except socket.gaierror as exc:
+        error = ConnectError(f"cannot resolve the host name {host!r}: {exc.strerror or exc}")
+        error.errno = exc.errno
+        raise error from exc
+    except OSError as exc:
+        raise _connect_error(exc, "opening a TCP connection to", where, timeout) from exc
+
+
+def _connect_error(exc: OSError, step: str, where: str, timeout: float | None) -> ConnectError:
+    """The :class:`ConnectError` (or :class:`ConnectTimeout`) for ``exc``, raised during ``step``."""
+    if isinstance(exc, TimeoutError):  # socket.timeout too (an alias since 3.10)
+        after = f"after {timeout:g} s (open_timeout)" if timeout is not None else "(the system's own timeout)"
+        timed_out = ConnectTimeout(f"timed out {after} {step} {where}")
+        timed_out.errno = exc.errno
+        return timed_out
+    if isinstance(exc, ConnectionRefusedError):
+        error: ConnectError = ConnectError(f"connection refused by {where}: nothing listens on that port?")
+    elif isinstance(exc, ssl_module.SSLError) or isinstance(exc, ssl_module.CertificateError):
+        error = ConnectError(f"TLS handshake with {where} failed: {exc}")
+    else:
+        error = ConnectError(f"{step} {where} failed: {exc.strerror or exc}")
+    error.errno = exc.errno
+    return error

@@ -95,7 +95,12 @@ Handler = Callable[[ServerConnection], Any]
 
 
 class Server:
-    """A listening WebSocket server. Build it with :func:`serve`."""
+    """A listening WebSocket server. Build it with :func:`serve`.
+
+    :meth:`serve_forever` or :meth:`start` accepts connections, :meth:`shutdown`
+    ends them; :attr:`connections` is the set of open connections (for
+    :func:`broadcast`), :attr:`port` and :attr:`address` where it listens.
+    """
 
     def __init__(self, handler: Handler, sock: socket.socket, options: ServerOptions) -> None:
         self.handler = handler
@@ -103,7 +108,7 @@ class Server:
         self.options = options
         self.logger: logging.Logger = options.logger or logging.getLogger("rawws.server")
         self.deflate = options.deflate
-        self.connections: set[ServerConnection] = set()
+        self._connections: set[ServerConnection] = set()
         self._running = ThreadCounter()  # connection threads (handshake and handler)
         self._handler_threads: set[int] = set()
         self._lock = threading.Lock()
@@ -120,6 +125,16 @@ class Server:
         self._busy_refused = 0  # refused since the last warning (accept loop only)
         self._busy_warned_at = -1e9
         sock.setblocking(False)
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """The open connections whose handler is running: what to :func:`broadcast` to.
+
+        A live set, changed by the server's threads as clients come and go:
+        iterate over a copy (``broadcast`` takes one), and do not change it.
+        ``rawws.broadcast(server.connections, message)`` sends to every client.
+        """
+        return self._connections
 
     @property
     def address(self) -> Any:
@@ -273,6 +288,11 @@ class Server:
                 request = handshake.receive_data(data)
             if options.process_request is not None:
                 answer = options.process_request(PendingConnection(sock, address, self), request)
+                if answer is not None and not isinstance(answer, Response):
+                    raise TypeError(
+                        f"process_request returned {type(answer).__name__}; it must return a "
+                        "rawws.http11.Response (build one with pending.respond(status, body)) or None"
+                    )
                 if answer is not None:
                     handshake.respond(answer)
                     self._send_and_close(sock, handshake.data_to_send())
@@ -291,7 +311,7 @@ class Server:
             sock.close()
             return None
         except Exception:
-            self.logger.exception("error in the opening handshake")
+            self.logger.exception("error in the opening handshake with %s: answering 500", address)
             handshake.respond(reject(500, "internal server error"))
             self._send_and_close(sock, handshake.data_to_send())
             return None
@@ -333,7 +353,7 @@ class Server:
 
     def _run_handler(self, connection: ServerConnection) -> None:
         with self._lock:
-            self.connections.add(connection)
+            self._connections.add(connection)
         if self._closing.is_set():
             connection.close(CloseCode.GOING_AWAY, "server shutting down")
         try:
@@ -346,7 +366,7 @@ class Server:
         finally:
             connection.close()
             with self._lock:
-                self.connections.discard(connection)
+                self._connections.discard(connection)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop accepting, close every connection with 1001, wait for handlers (up to ``timeout``)."""
@@ -362,7 +382,7 @@ class Server:
             self._stopped.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self.socket.close()
         with self._lock:
-            connections = list(self.connections)
+            connections = list(self._connections)
         for connection in connections:
             connection.start_closing(CloseCode.GOING_AWAY, "server shutting down")
         # Handlers end once their connection is closed. Called from a handler, wait for the others.
