@@ -411,7 +411,7 @@ def fragment_kind(piece: object, expected: bool | None) -> bool:
         raise TypeError(f"cannot send a fragment of type {type(piece).__name__}: {ACCEPTED}")
     if expected is not None and kind != expected:
         first, this = ("str", "bytes-like") if expected else ("bytes-like", "str")
-        raise TypeError(f"a {this} fragment after {first} ones: all fragments of one message must be of one kind")
+        raise TypeError(f"a {this} fragment after {first} ones: {ACCEPTED}")
     return kind
 
 
