@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import logging
+import os
+import queue
+import re
 import ssl
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from . import __version__
 from .exceptions import ConnectionClosed, RawwsError
 from .sync.client import connect
 from .sync.options import ClientOptions, ServerOptions
@@ -24,14 +29,34 @@ def _echo(ws: Any) -> None:
 
 
 def _size(text: str) -> int | None:
-    """Parse a size like 1048576, 16MiB, 64KiB or "none"."""
+    """Parse a size like 1048576, 16MiB, 64KiB, or "none" (no limit); 0 and negative sizes are refused."""
     value = text.strip().lower()
-    if value in ("none", "0", "unlimited"):
+    if value in ("none", "unlimited"):
         return None
-    for suffix, factor in (("kib", 1024), ("mib", 1024**2), ("gib", 1024**3), ("k", 1024), ("m", 1024**2)):
-        if value.endswith(suffix):
-            return int(float(value[: -len(suffix)]) * factor)
-    return int(value)
+    try:
+        for suffix, factor in (("kib", 1024), ("mib", 1024**2), ("gib", 1024**3), ("k", 1024), ("m", 1024**2)):
+            if value.endswith(suffix):
+                size = int(float(value[: -len(suffix)]) * factor)
+                break
+        else:
+            size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1048576, 64KiB, 16MiB, or none)") from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"a size must be at least 1 byte, not {text!r}; use 'none' for no limit")
+    return size
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _header(text: str) -> tuple[str, str]:
+    """Parse ``--header NAME:VALUE`` (RFC 9110 §5: a token, a colon, a value without line breaks)."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value:
+        raise argparse.ArgumentTypeError(f"expected NAME:VALUE (e.g. 'Authorization: Bearer abc'), not {text!r}")
+    return name, value
 
 
 def _setup_logging(level: str, trace: bool) -> None:
@@ -52,6 +77,7 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def _server_options(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(
+        compression=None if args.compression == "none" else args.compression,
         max_size=args.max_size,
         max_queue=args.max_queue,
         origins=args.origin or None,
@@ -105,6 +131,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
+    """Send stdin's lines, print what arrives; the exit status says how the connection ended.
+
+    0 when it ended with a normal close (1000 or 1001), 1 otherwise (the
+    server went away, closed with an error code, or could not be reached).
+    When stdin ends, messages are still printed until none has come for
+    ``--wait`` seconds; then the client closes with 1000.
+    """
     _setup_logging(args.log_level, args.trace)
     context = None
     if args.insecure:
@@ -113,64 +146,126 @@ def cmd_connect(args: argparse.Namespace) -> int:
         context.verify_mode = ssl.CERT_NONE
     try:
         ws = connect(
-            args.url, options=ClientOptions(subprotocols=args.subprotocol or (), origin=args.origin, ssl=context)
+            args.url,
+            options=ClientOptions(
+                subprotocols=args.subprotocol or (),
+                origin=args.origin,
+                ssl=context,
+                additional_headers=args.header or (),
+            ),
         )
-    except (OSError, RawwsError) as exc:
+    except RawwsError as exc:  # every failure to connect (ConnectError, InvalidHandshake, InvalidURI, ...)
         print(f"could not connect: {exc}", file=sys.stderr)
         return 1
     print(f"connected to {args.url}" + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""), flush=True)
-
-    def printer() -> None:
-        try:
-            for message in ws:
-                print(f"< {message!r}" if isinstance(message, bytes) else f"< {message}", flush=True)
-        except ConnectionClosed:
-            pass
-        print(f"connection closed: {ws.close_code} {ws.close_reason or ''}".rstrip(), flush=True)
-
-    reader = threading.Thread(target=printer, daemon=True)
-    reader.start()
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    threading.Thread(target=_receive_into, args=(ws, events), daemon=True).start()
+    threading.Thread(target=_read_lines_into, args=(events,), daemon=True).start()
+    stdin_ended = False
     try:
-        for line in sys.stdin:
+        while True:
             try:
-                ws.send(line.rstrip("\n"))
-            except ConnectionClosed:
-                break
+                kind, value = events.get(timeout=args.wait if stdin_ended else None)
+            except queue.Empty:
+                break  # stdin ended and nothing came for --wait seconds
+            if kind == "message":
+                _print_message(value)
+            elif kind == "line":
+                try:
+                    ws.send(value)
+                except ConnectionClosed:
+                    pass  # the "closed" event follows
+            elif kind == "eof":
+                stdin_ended = True
+            else:  # "closed": the server closed or went away; say so at once
+                return _report_close(ws)
     except KeyboardInterrupt:
         pass
     ws.close()
-    reader.join(5)
-    return 0
+    while True:  # what arrived before the close, then the close itself
+        kind, value = events.get(timeout=(ws.close_timeout or 10.0) + 1.0)
+        if kind == "message":
+            _print_message(value)
+        elif kind == "closed":
+            return _report_close(ws)
+
+
+def _receive_into(ws: Any, events: queue.Queue[tuple[str, Any]]) -> None:
+    try:
+        for message in ws:
+            events.put(("message", message))
+    except ConnectionClosed:
+        pass
+    events.put(("closed", None))
+
+
+def _read_lines_into(events: queue.Queue[tuple[str, Any]]) -> None:
+    """Stdin's lines, read from the file descriptor (no buffer lock held when the program exits meanwhile)."""
+    decoder = codecs.getincrementaldecoder(sys.stdin.encoding or "utf-8")("replace")
+    pending = ""
+    while True:
+        try:
+            data = os.read(sys.stdin.fileno(), 65536)
+        except OSError:
+            data = b""
+        pending += decoder.decode(data, not data)
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            events.put(("line", line.rstrip("\r")))
+        if not data:
+            if pending:
+                events.put(("line", pending))
+            events.put(("eof", None))
+            return
+
+
+def _print_message(message: str | bytes) -> None:
+    print(f"< {message!r}" if isinstance(message, bytes) else f"< {message}", flush=True)
+
+
+def _report_close(ws: Any) -> int:
+    code, reason = ws.close_code, ws.close_reason or ""
+    if code == 1006:
+        reason = reason or "abnormal closure: the connection was lost without a close frame"
+    print(f"connection closed: {code} {reason}".rstrip(), flush=True)
+    return 0 if code in (1000, 1001) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rawws", description="rawws: WebSocket in pure Python")
+    defaults = argparse.ArgumentDefaultsHelpFormatter  # every --help shows every default
+    parser = argparse.ArgumentParser(
+        prog="python -m rawws", description="rawws: WebSocket in pure Python", formatter_class=defaults
+    )
+    parser.add_argument("--version", action="version", version=f"rawws {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default="warning", help="debug, info, warning (default) or error")
+    common.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"], help="log level"
+    )
     common.add_argument("--trace", action="store_true", help="log every frame in and out")
 
-    s = sub.add_parser("serve", parents=[common], help="run a server")
+    s = sub.add_parser("serve", parents=[common], help="run a server", formatter_class=defaults)
     s.add_argument("--echo", action="store_true", help="echo every message back with the same type")
     s.add_argument("--broker", action="store_true", help="the pub/sub server (JSON protocol, see README)")
     s.add_argument("--max-pending", type=int, default=1000, help="--broker: messages queued per slow client")
     s.add_argument(
         "--max-pending-bytes",
         type=_size,
-        default=4 * 1024**2,
+        default="4MiB",
         metavar="SIZE",
-        help="--broker: bytes queued per slow client (e.g. 4MiB, the default; none: no byte limit)",
+        help="--broker: bytes queued per slow client (e.g. 4MiB; none: no byte limit)",
     )
     s.add_argument("--overflow", choices=["close", "drop_oldest"], default="close", help="--broker: slow client policy")
-    s.add_argument(
-        "--max-depth", type=int, default=32, help="--broker: deepest JSON nesting accepted in a message (default 32)"
-    )
+    s.add_argument("--max-depth", type=int, default=32, help="--broker: deepest JSON nesting accepted in a message")
     s.add_argument("--redis", metavar="URL", help="--broker: share channels through Redis (redis://host:port/db)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--max-size", type=_size, default=2**20, help="largest message (e.g. 64MiB, none); default 1MiB")
-    s.add_argument("--max-queue", type=int, default=16)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
+    s.add_argument(
+        "--max-size", type=_size, default="1MiB", metavar="SIZE", help="largest message (e.g. 64MiB; none: no limit)"
+    )
+    s.add_argument("--max-queue", type=int, default=16, help="received messages waiting before reading stops")
+    s.add_argument("--compression", choices=["deflate", "none"], default="deflate", help="permessage-deflate or none")
     s.add_argument("--origin", action="append", help="allowed Origin (repeatable); others get 403")
     s.add_argument("--subprotocol", action="append", help="supported subprotocol (repeatable)")
     s.add_argument("--ping-interval", type=float, default=20.0, help="keepalive seconds; 0 disables")
@@ -178,17 +273,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keyfile", help="TLS private key (PEM)")
     s.set_defaults(func=cmd_serve)
 
-    d = sub.add_parser("demo", parents=[common], help="the chat demo for browsers (the default command)")
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8765)
+    d = sub.add_parser(
+        "demo", parents=[common], help="the chat demo for browsers (the default command)", formatter_class=defaults
+    )
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    d.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
     d.add_argument("--certfile", help="TLS certificate (PEM): serve https:// and wss://")
     d.add_argument("--keyfile", help="TLS private key (PEM)")
     d.set_defaults(func=cmd_demo)
 
-    c = sub.add_parser("connect", parents=[common], help="interactive client: stdin lines out, messages printed")
-    c.add_argument("url")
-    c.add_argument("--subprotocol", action="append")
-    c.add_argument("--origin")
+    c = sub.add_parser(
+        "connect",
+        parents=[common],
+        help="interactive client: stdin lines out, messages printed",
+        description="Send each line of stdin as a text message and print every message received. "
+        "Exit status: 0 after a normal close (1000 or 1001), 1 after any other ending or a failure to connect.",
+        formatter_class=defaults,
+    )
+    c.add_argument("url", help="ws:// or wss:// URI")
+    c.add_argument("--subprotocol", action="append", help="subprotocol to offer (repeatable)")
+    c.add_argument("--origin", help="the Origin header to send")
+    c.add_argument(
+        "--header",
+        action="append",
+        type=_header,
+        metavar="NAME:VALUE",
+        help="extra request header (repeatable), e.g. --header 'Authorization: Bearer abc'",
+    )
+    c.add_argument(
+        "--wait",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="after stdin ends, keep printing messages until none has come for this long, then close",
+    )
     c.add_argument("--insecure", action="store_true", help="wss:// without certificate checks (testing only)")
     c.set_defaults(func=cmd_connect)
     return parser
@@ -197,10 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if not arguments or (arguments[0].startswith("-") and arguments[0] not in ("-h", "--help")):
+    if not arguments or (arguments[0].startswith("-") and arguments[0] not in ("-h", "--help", "--version")):
         arguments = ["demo"] + arguments  # plain `python -m rawws [--port P]` runs the demo
     args = parser.parse_args(arguments)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except (OSError, ValueError, RawwsError) as exc:  # a port in use, a missing certificate file, ...
+        print(f"python -m rawws {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     return result
 
 

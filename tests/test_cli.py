@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+import rawws
 from rawws.sync.client import connect
+from rawws.sync.server import Server
 from tests.conftest import scaled
 
 
@@ -95,3 +100,143 @@ def test_invalid_uri_is_a_clear_error() -> None:
         timeout=scaled(30),
     )
     assert result.returncode == 1 and "ws:// or wss://" in result.stderr
+
+
+# --- issue 13, items 13 and 14: the CLI as a tool --------------------------------------------------
+
+
+def run_cli(*arguments: str, stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rawws", *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=scaled(timeout),
+    )
+
+
+def test_piped_stdin_prints_the_reply_before_closing(echo_server: tuple[subprocess.Popen[str], int]) -> None:
+    _, port = echo_server
+    start = time.monotonic()
+    result = run_cli("connect", f"ws://127.0.0.1:{port}/", stdin="hi\n")
+    assert result.stdout.splitlines()[1:] == ["< hi", "connection closed: 1000"], result.stdout
+    assert result.returncode == 0 and not result.stderr
+    assert time.monotonic() - start < scaled(10)  # --wait (1 s) of quiet after stdin ended, then the close
+
+
+def test_the_server_going_away_is_noticed_at_once_and_is_an_error(
+    echo_server: tuple[subprocess.Popen[str], int],
+) -> None:
+    server, port = echo_server
+    client = subprocess.Popen(
+        [sys.executable, "-m", "rawws", "connect", f"ws://127.0.0.1:{port}/"],
+        stdin=subprocess.PIPE,  # left open: the user has typed nothing
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdout is not None
+    try:
+        assert client.stdout.readline().startswith("connected to")
+        server.kill()  # no close frame: 1006
+        server.wait(scaled(10))
+        assert client.wait(scaled(10)) == 1  # without waiting for another line of input
+        assert client.stdout.read().startswith("connection closed: 1006 abnormal closure")
+    finally:
+        client.kill()
+        client.wait(scaled(10))
+
+
+def test_a_close_with_an_error_code_is_printed_and_exits_non_zero(start_server: Callable[..., Server]) -> None:
+    def handler(ws: Any) -> None:
+        ws.recv()
+        ws.close(4000, "go away")
+
+    server = start_server(handler)
+    result = run_cli("connect", f"ws://127.0.0.1:{server.port}/", stdin="hello\n")
+    assert result.stdout.splitlines()[-1] == "connection closed: 4000 go away"
+    assert result.returncode == 1
+
+
+def test_headers_are_sent_with_the_request(start_server: Callable[..., Server]) -> None:
+    seen: list[Any] = []
+
+    def record(pending: Any, request: Any) -> None:
+        seen.append(request.headers)
+
+    server = start_server(lambda ws: None, process_request=record)
+    result = run_cli(
+        "connect",
+        f"ws://127.0.0.1:{server.port}/",
+        "--header",
+        "Authorization: Bearer abc",
+        "--header",
+        "X-Trace:1",
+    )
+    assert result.returncode == 0, result.stderr
+    assert seen[0]["authorization"] == "Bearer abc" and seen[0]["x-trace"] == "1"
+    bad = run_cli("connect", f"ws://127.0.0.1:{server.port}/", "--header", "no colon here")
+    assert bad.returncode == 2 and "expected NAME:VALUE" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"rawws {rawws.__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["demo"], ["connect"]])
+def test_every_help_shows_every_default(command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0
+    options = result.stdout.split("options:", 1)[1]
+    entries = re.split(r"\n  (?=-)", options)
+    for entry in entries:
+        entry = " ".join(entry.split())
+        if not entry or entry.startswith(("-h, --help", "--version")):
+            continue
+        assert "(default: " in entry, entry
+
+
+def test_serve_compression_none_turns_permessage_deflate_off() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rawws", "serve", "--echo", "--port", "0", "--compression", "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        match = re.search(r"ws://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+        assert match
+        with connect(f"ws://127.0.0.1:{match.group(1)}/", ping_interval=None) as ws:  # offers deflate
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            ws.send("x" * 1000)
+            assert ws.recv(timeout=scaled(5)) == "x" * 1000
+    finally:
+        process.terminate()
+        process.wait(scaled(10))
+    assert "--compression {deflate,none}" in run_cli("serve", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["serve", "--echo", "--max-size", "0"], "at least 1 byte, not '0'; use 'none' for no limit"),
+        (["serve", "--echo", "--max-size", "lots"], "not a size: 'lots'"),
+        (["serve", "--echo", "--compression", "gzip"], "invalid choice: 'gzip'"),
+        (["serve", "--echo", "--port", "0", "--certfile", "/no/such/cert.pem"], "No such file or directory"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(arguments: list[str], words: str) -> None:
+    result = run_cli(*arguments, timeout=30)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert words in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_port_in_use_is_one_clear_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        result = run_cli("serve", "--echo", "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert "Address already in use" in result.stderr
