@@ -159,6 +159,9 @@ class EventClient:
 
     def _session(self, connection: ClientConnection) -> None:
         self.connection = connection
+        if self._stop.is_set():  # close() came while connecting: it may not have seen this connection
+            connection.close()
+            return
         self.ready_state = OPEN
         self._opened.set()
         self._emit(self.on_open)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from rawws import EventClient, InvalidState
+from rawws import ConnectError, EventClient, InvalidState
 from rawws.sync.server import Server, serve
 from tests.conftest import echo, scaled, wait_until
 
@@ -84,7 +85,7 @@ def test_exponential_backoff_while_the_server_is_down() -> None:
     client.start()
     assert wait_until(lambda: len(client.delays) >= 4, scaled(5))
     assert client.delays[:4] == [0.05, 0.1, 0.2, 0.2]  # doubling, capped
-    assert all(isinstance(e, ConnectionRefusedError) for e in errors)
+    assert all(isinstance(e, ConnectError) and isinstance(e.__cause__, ConnectionRefusedError) for e in errors)
     server = serve(echo, "127.0.0.1", port).start()  # the server comes back on the same port
     try:
         assert opened.wait(scaled(5))
@@ -105,3 +106,27 @@ def test_jitter_stays_within_bounds() -> None:
 def test_bad_backoff_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         EventClient("ws://h/", factor=0.5)
+
+
+def test_close_right_after_start_ends_at_once_and_closes_the_connection(start_server: StartServer) -> None:
+    """The README's EventClient example (start, then close): close() came while connecting, and used to
+    leave the new connection open and wait 10 s for the client's thread."""
+    opened = threading.Event()
+    ended = threading.Event()
+
+    def handler(ws: Any) -> None:
+        opened.set()
+        for _ in ws:
+            pass
+        ended.set()
+
+    server = start_server(handler)
+    for _ in range(5):  # the race is won by either side; both must end promptly
+        opened.clear()
+        ended.clear()
+        client = EventClient(f"ws://127.0.0.1:{server.port}/").start()
+        start = time.monotonic()
+        client.close()
+        assert time.monotonic() - start < scaled(3)
+        if opened.wait(scaled(1)):
+            assert ended.wait(scaled(5))  # the connection the close raced with was closed too
