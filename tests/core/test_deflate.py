@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
@@ -23,7 +25,8 @@ from rawws.extensions.permessage_deflate import (
     negotiate_server,
 )
 from rawws.frames import Frame, FrameParser, Opcode, encode_frame
-from rawws.handshake import parse_extensions
+from rawws.handshake import accept_key, parse_extensions
+from rawws.http11 import HeadParser, Request
 from rawws.protocol import CLIENT, SERVER, BinaryMessage, Failure, Protocol, TextMessage
 from rawws.sync.server import Server
 from tests.conftest import echo, scaled
@@ -410,3 +413,84 @@ def test_compression_none_refuses_offers(start_server: StartServer) -> None:
     with connect(f"ws://127.0.0.1:{server.port}/") as ws:
         assert ws.protocol.extensions == []
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
+# --- a server that allows the client a larger window than it offered (issue 13, item 16) -----------------
+
+
+def deflate_server_answering(answer: str, server_reset: bool, client_reset: bool) -> tuple[int, threading.Thread]:
+    """A one-connection raw-socket server that answers the offer with ``answer`` and echoes text messages.
+
+    Like the Autobahn suite's server, it answers ``client_max_window_bits=15`` to a client that offered 12,
+    and inflates with a 15-bit window (which inflates any smaller window's output).
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def run() -> None:
+        with listener:
+            listener.settimeout(scaled(10))
+            client, _ = listener.accept()
+        with client:
+            client.settimeout(scaled(10))
+            parser = HeadParser("request")
+            request = None
+            while request is None:
+                request = parser.feed(client.recv(65536))
+            assert isinstance(request, Request)
+            client.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + f"Sec-WebSocket-Accept: {accept_key(request.headers['Sec-WebSocket-Key'])}\r\n".encode()
+                + f"Sec-WebSocket-Extensions: {answer}\r\n\r\n".encode()
+            )
+            extension = PerMessageDeflate(
+                compress_bits=12, compress_reset=server_reset, decompress_bits=15, decompress_reset=client_reset
+            )
+            protocol = Protocol(SERVER, extensions=[extension])
+            data = parser.remainder or client.recv(65536)
+            while data:
+                for event in protocol.receive_data(data):
+                    if isinstance(event, TextMessage):
+                        protocol.send_text(event.data)
+                client.sendall(b"".join(protocol.data_to_send()))
+                if protocol.should_close_tcp:  # the closing handshake is done: the server closes TCP (§7.1.1)
+                    break
+                data = client.recv(65536)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return port, thread
+
+
+@pytest.mark.parametrize(
+    ("answer", "server_reset", "client_reset"),
+    [
+        ("permessage-deflate; server_max_window_bits=12; client_max_window_bits=15", False, False),
+        (
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=12; client_max_window_bits=15",
+            True,
+            True,
+        ),
+    ],
+    ids=["context-takeover", "no-context-takeover"],
+)
+def test_client_talks_to_a_server_that_allows_it_a_larger_window(
+    answer: str, server_reset: bool, client_reset: bool
+) -> None:
+    port, thread = deflate_server_answering(answer, server_reset, client_reset)
+    proxy = RecordingProxy(port)
+    with connect(f"ws://127.0.0.1:{proxy.port}/", ping_interval=None) as ws:  # offers client_max_window_bits=12
+        (extension,) = ws.protocol.extensions
+        assert isinstance(extension, PerMessageDeflate)
+        assert (extension.compress_bits, extension.compress_reset) == (12, client_reset)
+        for _ in range(3):
+            ws.send(TEXT)
+            assert ws.recv(timeout=scaled(5)) == TEXT
+        big = "".join(f"{i:06d} and some more text; " for i in range(2000))  # longer than a 4 KiB window
+        ws.send(big)
+        assert ws.recv(timeout=scaled(5)) == big
+    thread.join(scaled(10))
+    proxy.close()
+    texts = [f for f in frames_on_wire(proxy.to_server, masked=True) if f.opcode == Opcode.TEXT]
+    assert len(texts) == 4 and all(f.rsv1 and len(f.payload) < len(TEXT) // 2 for f in texts[:3])
