@@ -115,11 +115,16 @@ def run_cli(*arguments: str, stdin: str = "", timeout: float = 30) -> subprocess
     )
 
 
-def test_piped_stdin_prints_the_reply_before_closing(echo_server: tuple[subprocess.Popen[str], int]) -> None:
-    _, port = echo_server
+def test_piped_stdin_prints_the_reply_before_closing(start_server: Callable[..., Server]) -> None:
+    def slow_echo(ws: Any) -> None:  # a server that takes a moment to answer, as real ones do
+        for message in ws:
+            time.sleep(0.3)
+            ws.send(message)
+
+    server = start_server(slow_echo)
     start = time.monotonic()
-    result = run_cli("connect", f"ws://127.0.0.1:{port}/", stdin="hi\n")
-    assert result.stdout.splitlines()[1:] == ["< hi", "connection closed: 1000"], result.stdout
+    result = run_cli("connect", f"ws://127.0.0.1:{server.port}/", stdin="hi\nthere\n")
+    assert result.stdout.splitlines()[1:] == ["< hi", "< there", "connection closed: 1000"], result.stdout
     assert result.returncode == 0 and not result.stderr
     assert time.monotonic() - start < scaled(10)  # --wait (1 s) of quiet after stdin ended, then the close
 
