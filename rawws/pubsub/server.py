@@ -4,19 +4,34 @@ Protocol (every message is ``{"type": ..., "payload": ..., "timestamp": <ms>}``)
 
 client → server
 
-- ``subscribe`` ``{"channel": "news"}`` → ``subscribed`` ``{"channel", "subscribers"}``
+- ``subscribe`` ``{"channel": "news"}`` → ``subscribed`` ``{"channel", "subscribers", "you": {"id", "user"}}``
 - ``unsubscribe`` ``{"channel": "news"}`` → ``unsubscribed`` ``{"channel", "subscribers"}``
+  (``subscribers`` only if it was a member)
 - ``publish`` ``{"channel": "news", "message": <any JSON>}`` → every subscriber gets
-  ``message`` ``{"channel", "message"}``; the publisher gets ``published`` ``{"channel", "notified"}``
-- ``chat`` ``{"channel", "text", "user"?}`` → ``chat`` to every subscriber of the channel
-- ``notification`` ``{"channel", "message"}`` → ``notification`` to every subscriber
-- ``typing`` ``{"channel", "user", "typing"?: bool}`` → ``typing`` to the *other* subscribers
+  ``message`` ``{"channel", "message", "sender"}``; the publisher gets ``published``
+  ``{"channel", "notified"}`` (``notified`` only if it is a member or may become one)
+- ``chat`` ``{"channel", "text"}`` → ``chat`` ``{"channel", "text", "sender"}`` to every subscriber
+- ``typing`` ``{"channel", "typing"?: bool}`` → ``typing`` ``{"channel", "typing", "sender"}``
+  to the *other* subscribers
+- ``notification`` ``{"channel", "message"}`` → ``notification`` to every subscriber, only if
+  ``authorize`` allows it (without ``authorize``, only server code sends them: :meth:`BrokerServer.notify`)
 - ``ping`` (any payload) → ``pong`` with the same payload
 
 server → client, besides the answers above
 
 - ``presence`` ``{"channel", "count"}`` to a channel's subscribers when someone joins or leaves
-- ``error`` ``{"error": "what was wrong", "type": <the offending type, if known>}``
+- ``message`` ``{"channel", "message", "sender": null}`` for what server code publishes
+  (``server.broker.publish(channel, message)``)
+- ``error`` ``{"error": "what was wrong", "type": <the offending type, if known>}``;
+  a refusal by ``authorize`` is ``{"error": "forbidden", "type", "channel"}``
+
+Who said it: ``sender`` is ``{"id": "c17", "user": ...}``, stamped by the
+server: ``id`` is the connection's, assigned by the server, and ``user`` the
+identity the application set in ``process_request`` (``pending.context["user"]``),
+or null. A ``user`` (or ``sender``) in what a client sends is ignored. Counts
+(``subscribers``, ``notified``, ``presence``) count the WebSocket clients of
+this process subscribed to the channel, not local subscribers, and go only to
+clients that are members of the channel or allowed to become members.
 
 Bad input never closes the connection: it gets an ``error``. That includes
 JSON nested deeper than ``max_depth`` (:data:`~rawws.pubsub.messages.MAX_DEPTH`, 32
