@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -302,3 +303,22 @@ def test_dispatcher_routes_by_type() -> None:
     dispatcher.dispatch(make_message("notification", {"message": "New update"}))
     dispatcher.dispatch(make_message("typing", {"user": "Alice"}))
     assert seen == ["chat:Hi", "default:notification", "default:typing"]
+
+
+def test_pubsub_client_methods_say_what_they_do() -> None:
+    """Issue 13 item 11: ``help(PubSubClient)`` documents every public method."""
+    for name in ("start", "wait_open", "close", "subscribe", "unsubscribe", "publish", "send"):
+        doc = getattr(PubSubClient, name).__doc__
+        assert doc and len(doc.split()) >= 5, name
+
+
+def test_the_readme_broker_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's MessageBroker block defines everything it uses, and does what its comments say."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### `MessageBroker`") :]
+    block = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    assert 'broker.unsubscribe("news", callback)' in block
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["broker"].subscribers("news") == 0
+    assert capsys.readouterr().out == "got {'headline': 'rawws ships'}\n"
