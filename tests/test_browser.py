@@ -8,6 +8,7 @@ Chromium is driven over the DevTools protocol with rawws's own client. In CI
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -17,9 +18,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rawws import connect, send_message
 from tests.cdp import Browser, Page, find_chromium
 from tests.conftest import IN_CI, scaled
 from tests.sync.test_origin_host import handshake
@@ -224,3 +227,29 @@ def http_get(port: int, host: str) -> tuple[int, str]:
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body.decode(errors="replace")
+
+
+def test_demo_names_are_bound_to_connections_and_unique_in_a_room() -> None:
+    server, port = start_demo()
+    try:
+        with (
+            connect(f"ws://127.0.0.1:{port}/ws?name=Zed") as first,
+            connect(f"ws://127.0.0.1:{port}/ws?name=Zed") as second,
+        ):
+            send_message(first, "subscribe", {"channel": "room:x"})
+            me = next_of(first, "subscribed")["payload"]["you"]
+            assert me["user"] == "Zed"
+            send_message(second, "subscribe", {"channel": "room:x"})
+            assert "taken" in next_of(second, "error")["payload"]["error"]
+            send_message(first, "chat", {"channel": "room:x", "text": "hi", "user": "Someone else"})
+            assert next_of(first, "chat")["payload"]["sender"] == me
+    finally:
+        stop(server)
+
+
+def next_of(ws: Any, kind: str) -> dict[str, Any]:
+    for _ in range(20):
+        message: dict[str, Any] = json.loads(ws.recv(timeout=scaled(5)))
+        if message["type"] == kind:
+            return message
+    raise AssertionError(f"no {kind} message")

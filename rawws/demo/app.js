@@ -10,6 +10,7 @@ const state = {
   room: "lobby",
   user: localStorage.getItem("rawws-user") || "guest-" + Math.random().toString(36).slice(2, 6),
   me: null,               // this connection's id, as the server stamps it on what we send
+  nameRetries: 0,         // "name taken" answers retried since the last successful join
   typers: new Map(),      // sender id -> {name, timer that clears the indicator}
   lastTypingSent: 0,
   stopTypingTimer: null,
@@ -86,6 +87,7 @@ function handleMessage(data) {
     }
     case "subscribed":
       if (p.you) state.me = p.you.id;
+      state.nameRetries = 0;
       if (p.channel === channel()) $("count").textContent = p.subscribers;
       break;
     case "presence":
@@ -98,6 +100,12 @@ function handleMessage(data) {
       if (p && p.sent) $("latency").textContent = `round trip ${Date.now() - p.sent} ms`;
       break;
     case "error":
+      // Our own previous connection (a reload) may still hold the name for a moment: try again shortly.
+      if (p.type === "subscribe" && p.channel === channel() && /taken/.test(p.error) && state.nameRetries < 3) {
+        state.nameRetries += 1;
+        setTimeout(() => sendMessage("subscribe", { channel: channel() }), 1000);
+        return;
+      }
       addLine("server: " + p.error, { system: true });
       break;
     default:

@@ -101,6 +101,7 @@ plus the :data:`HIGH_WATER` bytes already handed to its connection.
 """
 
 _ids = itertools.count(1)
+_STRIPES = 64
 
 
 def _weak_pump(subscriber: BrokerClient) -> Callable[[], None]:
@@ -361,9 +362,11 @@ class BrokerClient:
 class _Membership:
     """Joining and leaving channels, and the ``presence`` counts they announce.
 
-    One lock orders every change of membership with the count it announces, so
+    A lock per channel (one of :data:`_STRIPES`, chosen by the channel's hash)
+    orders every change of its membership with the count it announces, so
     that the last ``presence`` a member receives is the current count (two
-    joins at once cannot announce 2 and then 1). Counted are the WebSocket
+    joins at once cannot announce 2 and then 1), while joins to different
+    channels rarely wait on each other. Counted are the WebSocket
     clients of this server process subscribed to the channel; local
     subscribers (server code) are not. With ``unique_users``, two members of
     one channel may not have the same ``user``.
@@ -372,7 +375,7 @@ class _Membership:
     def __init__(self, broker: MessageBroker, unique_users: bool = False) -> None:
         self.broker = broker
         self.unique_users = unique_users
-        self._lock = threading.RLock()
+        self._locks = [threading.RLock() for _ in range(_STRIPES)]
         self._names: dict[tuple[str, str], str] = {}  # (channel, user) -> client id, with unique_users
 
     def members(self, channel: str) -> int:
@@ -380,7 +383,7 @@ class _Membership:
 
     def join(self, client: BrokerClient, channel: str) -> str | None:
         """Subscribe ``client``, answer ``subscribed`` and announce the count; a reason if refused."""
-        with self._lock:
+        with self._lock_for(channel):
             if self.unique_users and client.user is not None:
                 holder = self._names.setdefault((channel, client.user), client.id)
                 if holder != client.id:
@@ -391,8 +394,11 @@ class _Membership:
             self._announce(channel, count)
         return None
 
+    def _lock_for(self, channel: str) -> threading.RLock:
+        return self._locks[hash(channel) % _STRIPES]
+
     def leave(self, client: BrokerClient, channel: str) -> int | None:
-        with self._lock:
+        with self._lock_for(channel):
             if client.user is not None and self._names.get((channel, client.user)) == client.id:
                 del self._names[(channel, client.user)]
             if not client.unsubscribe_from(channel):
