@@ -178,14 +178,14 @@ def test_a_page_from_another_origin_is_refused(chromium: Browser) -> None:
 
         other = f"http://127.0.0.1:{elsewhere.server_address[1]}/"
         attacker = chromium.new_page(other)
-        attacker.wait_for("window.result !== 'pending'")
+        attacker.wait_for("typeof window.result === 'string' && window.result !== 'pending'")
         assert attacker.evaluate("window.result") == "refused 1006"  # the handshake got 403
 
         # An origin listed with --origin may connect.
         allowing, allowing_port = start_demo(0, "--origin", other.rstrip("/"))
         _Page.script = PROBE.format(port=allowing_port)
         listed = chromium.new_page(other)
-        listed.wait_for("window.result !== 'pending'")
+        listed.wait_for("typeof window.result === 'string' && window.result !== 'pending'")
         assert listed.evaluate("window.result") == "open"
     finally:
         elsewhere.shutdown()
