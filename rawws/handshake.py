@@ -219,6 +219,8 @@ _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 def _host_and_port(authority: str) -> tuple[str, int | None]:
     """``("example.com", 8765)`` from ``example.com:8765`` (``[::1]:80`` → ``("::1", 80)``); port None if absent."""
+    if not authority or any(c in authority for c in "@/?#\\ \t"):
+        return ("", -1)  # userinfo, a path or spaces: not a plain host[:port], matches nothing
     parts = urlsplit("//" + authority)
     try:
         port = parts.port
@@ -231,7 +233,7 @@ def _same_origin(origin: str, host: str) -> bool:
     """Whether ``origin`` (``scheme://host[:port]``) names the same host and port as the ``Host`` header."""
     parts = urlsplit(origin)
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc or parts.path not in ("", "/"):
         return False  # "null" (a sandboxed or file: page), or not an origin at all
     try:
         origin_port = parts.port or _DEFAULT_PORTS[scheme]

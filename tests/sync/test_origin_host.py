@@ -108,6 +108,8 @@ def test_check_origin_default_ports() -> None:
         check_origin(request("chat.example:8443", "https://chat.example"), "same-origin")
     with pytest.raises(InvalidHandshake):
         check_origin(request("chat.example", "https://chat.example.evil.example"), "same-origin")
+    with pytest.raises(InvalidHandshake):
+        check_origin(request("chat.example", "https://evil@chat.example"), "same-origin")  # not an origin
     check_origin(request("x", "https://app.example"), "https://app.example")  # a single origin, as a string
 
 
@@ -124,3 +126,11 @@ def test_process_request_context_reaches_the_handler(start_server: StartServer) 
     plain = start_server(lambda ws: ws.send(repr(ws.context)))
     with connect(f"ws://127.0.0.1:{plain.port}/") as ws:
         assert ws.recv(timeout=scaled(5)) == "{}"
+
+
+def test_a_host_with_userinfo_or_a_path_names_nothing(start_server: StartServer) -> None:
+    server = start_server(echo, allowed_hosts=["127.0.0.1"])
+    port = server.port
+    for host in (f"evil.example:{port}@127.0.0.1", f"127.0.0.1:{port}/x", f"evil.example#@127.0.0.1:{port}"):
+        assert handshake(port, host, None)[0] in (400, 403), host
+    assert handshake(port, f"127.0.0.1:{port}", None)[0] == 101
