@@ -3,8 +3,8 @@
 Run:  python examples/chat_server.py [PORT]     then open http://127.0.0.1:8765/ in two tabs.
 
 The same server as `python -m rawws`, started from code so that you can add
-to it: here a notification is published to the lobby every minute, straight
-through the server's MessageBroker (no WebSocket client needed).
+to it: here a notification goes to the lobby every minute, sent by server
+code (``server.notify``; browsers may not send notifications themselves).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 import threading
 
-from rawws import make_message
 from rawws.demo import serve_demo
 
 
@@ -23,8 +22,7 @@ def main() -> None:
 
     def announcements() -> None:
         while not stop.wait(60):
-            notice = make_message("notification", {"channel": "room:lobby", "message": "Still here: rawws is up."})
-            server.broker.publish("room:lobby", (notice, None))
+            server.notify("room:lobby", "Still here: rawws is up.")
 
     threading.Thread(target=announcements, daemon=True).start()
     print(f"chat on http://127.0.0.1:{server.port}/", flush=True)

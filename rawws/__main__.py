@@ -81,6 +81,7 @@ def _server_options(args: argparse.Namespace) -> ServerOptions:
         max_size=args.max_size,
         max_queue=args.max_queue,
         origins=args.origin or None,
+        allowed_hosts=args.allowed_host or None,
         subprotocols=args.subprotocol or (),
         ping_interval=args.ping_interval or None,
         ssl=_tls_context(args),
@@ -126,7 +127,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.trace)
     from .demo import serve_demo
 
-    server = serve_demo(args.host, args.port, ssl=_tls_context(args))
+    server = serve_demo(
+        args.host,
+        args.port,
+        extra_origins=args.origin or (),
+        extra_hosts=args.allowed_host or (),
+        ssl=_tls_context(args),
+    )
     return _run(server, "chat demo", "https" if args.certfile else "http", args.host)
 
 
@@ -267,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-queue", type=int, default=16, help="received messages waiting before reading stops")
     s.add_argument("--compression", choices=["deflate", "none"], default="deflate", help="permessage-deflate or none")
     s.add_argument("--origin", action="append", help="allowed Origin (repeatable); others get 403")
+    s.add_argument(
+        "--allowed-host", action="append", metavar="NAME", help="a name the Host header may carry (repeatable)"
+    )
     s.add_argument("--subprotocol", action="append", help="supported subprotocol (repeatable)")
     s.add_argument("--ping-interval", type=float, default=20.0, help="keepalive seconds; 0 disables")
     s.add_argument("--certfile", help="TLS certificate (PEM) for wss://")
@@ -278,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--host", default="127.0.0.1", help="address to listen on")
     d.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
+    d.add_argument(
+        "--origin", action="append", metavar="URL", help="another origin whose pages may connect (repeatable)"
+    )
+    d.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="another name the server answers to besides its address and localhost (repeatable)",
+    )
     d.add_argument("--certfile", help="TLS certificate (PEM): serve https:// and wss://")
     d.add_argument("--keyfile", help="TLS private key (PEM)")
     d.set_defaults(func=cmd_demo)

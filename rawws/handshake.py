@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from .exceptions import InvalidHandshake, InvalidHeader
 from .http11 import Headers, Request, Response, content_length
@@ -29,6 +30,9 @@ __all__ = [
     "serialize_extensions",
     "ExtensionOffer",
     "check_request",
+    "check_origin",
+    "check_host",
+    "SAME_ORIGIN",
     "select_subprotocol",
     "accept",
     "reject",
@@ -202,11 +206,107 @@ def _refuse(status: int, message: str, headers: Sequence[tuple[str, str]] = ()) 
     return InvalidHandshake(message, status=status, headers=headers)
 
 
-def check_request(request: Request, *, origins: Sequence[str | None] | None = None) -> str:
+SAME_ORIGIN = "same-origin"
+"""In ``origins``: accept an ``Origin`` whose host and port are those of the request's ``Host`` (§10.2).
+
+``origins="same-origin"`` on its own is short for ``["same-origin", None]``:
+pages served from the server's own address, and clients that send no
+``Origin`` (programs, not browsers: a browser always sends one, §4.1 item 8).
+"""
+
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def _host_and_port(authority: str) -> tuple[str, int | None]:
+    """``("example.com", 8765)`` from ``example.com:8765`` (``[::1]:80`` → ``("::1", 80)``); port None if absent."""
+    if not authority or any(c in authority for c in "@/?#\\ \t"):
+        return ("", -1)  # userinfo, a path or spaces: not a plain host[:port], matches nothing
+    parts = urlsplit("//" + authority)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # not a port: matches nothing
+    return (parts.hostname or "", port)
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """Whether ``origin`` (``scheme://host[:port]``) names the same host and port as the ``Host`` header."""
+    parts = urlsplit(origin)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc or parts.path not in ("", "/"):
+        return False  # "null" (a sandboxed or file: page), or not an origin at all
+    try:
+        origin_port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return False
+    host_name, host_port = _host_and_port(host)
+    return parts.hostname == host_name and origin_port == (host_port or _DEFAULT_PORTS[scheme])
+
+
+def _shown(value: str) -> str:
+    return repr(value[:100])
+
+
+def check_origin(request: Request, origins: Sequence[str | None] | str) -> None:
+    """Refuse with 403 an ``Origin`` that ``origins`` does not allow (§10.2; §4.2.1 item 7, §4.2.2).
+
+    ``origins`` lists the acceptable ``Origin`` values exactly as browsers send
+    them (``"https://app.example"``); None in the list allows a request
+    without the header, and :data:`SAME_ORIGIN` allows the origin whose host
+    and port equal the ``Host`` header's (the page came from this server).
+    The string ``"same-origin"`` on its own means ``["same-origin", None]``.
+    This is the defence against cross-site WebSocket hijacking: a browser
+    opens a WebSocket from any page to any address and tells the server which
+    page asked in ``Origin``.
+    """
+    if isinstance(origins, str):
+        origins = [origins, None] if origins == SAME_ORIGIN else [origins]
+    received = request.headers.get_all("Origin")
+    if len(received) > 1:
+        raise _refuse(400, "more than one Origin header")
+    origin = received[0] if received else None
+    if origin in origins and origin != SAME_ORIGIN:
+        return
+    if origin is not None and SAME_ORIGIN in origins and _same_origin(origin, (request.headers.get("Host") or "")):
+        return
+    why = f"origin {_shown(origin) if origin is not None else '(none)'} is not allowed"
+    if SAME_ORIGIN in origins:
+        why += f": this server accepts pages from its own origin (host {_shown(request.headers.get('Host') or '')})"
+        listed = [o for o in origins if o is not None and o != SAME_ORIGIN]
+        why += f" and {', '.join(listed)}" if listed else " only"
+    raise _refuse(403, why)
+
+
+def check_host(request: Request, allowed_hosts: Sequence[str]) -> None:
+    """Refuse with 403 a request whose ``Host`` does not name this server (the DNS rebinding defence).
+
+    ``allowed_hosts`` lists host names and addresses (``"localhost"``,
+    ``"127.0.0.1"``, ``"::1"``, ``"chat.example"``), compared without the
+    port and without regard to case. A page on a rebound name (a domain the
+    attacker pointed at 127.0.0.1) is same-origin with itself, so only the
+    ``Host`` it sends gives it away.
+    """
+    host = request.headers.get("Host") or ""
+    name, _ = _host_and_port(host)
+    if name and name in {allowed.lower().strip("[]") for allowed in allowed_hosts}:
+        return
+    raise _refuse(
+        403,
+        f"Host {_shown(host)} does not name this server; it answers to {', '.join(allowed_hosts) or 'no name'}",
+    )
+
+
+def check_request(
+    request: Request,
+    *,
+    origins: Sequence[str | None] | str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+) -> str:
     """Check a client's opening handshake (§4.2.1); return its ``Sec-WebSocket-Key``.
 
-    ``origins``, if given, lists the acceptable ``Origin`` values (None stands
-    for "no Origin header"); any other origin is refused with 403 (§10.2).
+    ``allowed_hosts``, if given, lists the names the ``Host`` header may carry
+    (:func:`check_host`); ``origins``, if given, the acceptable ``Origin``
+    values (:func:`check_origin`). Either refusal is a 403 (§10.2).
     Raises :class:`InvalidHandshake` whose ``status`` and ``headers`` make the
     refusal: 405, 426, 400 or 403.
 
@@ -255,13 +355,10 @@ def check_request(request: Request, *, origins: Sequence[str | None] | None = No
         raw = b""
     if len(raw) != 16:
         raise _refuse(400, "Sec-WebSocket-Key must be 16 bytes, base64-encoded")
+    if allowed_hosts is not None:
+        check_host(request, allowed_hosts)
     if origins is not None:
-        received = headers.get_all("Origin")
-        if len(received) > 1:
-            raise _refuse(400, "more than one Origin header")
-        origin = received[0] if received else None
-        if origin not in origins:
-            raise _refuse(403, f"origin {origin or '(none)'} is not allowed")
+        check_origin(request, origins)
     return key
 
 

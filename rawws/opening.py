@@ -78,13 +78,15 @@ class ServerHandshake:
     def __init__(
         self,
         *,
-        origins: Sequence[str | None] | None = None,
+        origins: Sequence[str | None] | str | None = None,
+        allowed_hosts: Sequence[str] | None = None,
         subprotocols: Sequence[str] = (),
         select_subprotocol: Callable[[list[str]], str | None] | None = None,
         compression: DeflateConfig | None = None,
         extra_headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.origins = origins
+        self.allowed_hosts = allowed_hosts
         self.subprotocols = list(subprotocols)
         self.select_subprotocol = select_subprotocol
         self.compression = compression
@@ -122,7 +124,7 @@ class ServerHandshake:
         Raises :class:`InvalidHandshake` carrying the status to refuse with;
         pass it to :meth:`refuse` to queue that answer.
         """
-        key = check_request(request, origins=self.origins)
+        key = check_request(request, origins=self.origins, allowed_hosts=self.allowed_hosts)
         self.subprotocol = self._choose_subprotocol(request)
         extension_header = self._negotiate_extensions(request)
         response = accept(

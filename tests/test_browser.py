@@ -1,4 +1,5 @@
-"""End to end in headless Chromium: two pages chat through `python -m rawws`, survive a restart.
+"""End to end in headless Chromium: two pages chat through `python -m rawws`, survive a restart;
+a page from another origin is refused (cross-site WebSocket hijacking), a rebound name too.
 
 Chromium is driven over the DevTools protocol with rawws's own client. In CI
 (CI=true) a missing browser fails the test; elsewhere it skips.
@@ -6,18 +7,25 @@ Chromium is driven over the DevTools protocol with rawws's own client. In CI
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rawws import connect, send_message
 from tests.cdp import Browser, Page, find_chromium
 from tests.conftest import IN_CI, scaled
+from tests.sync.test_origin_host import handshake
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,10 +42,10 @@ def chromium() -> Iterator[Browser]:
     browser.close()
 
 
-def start_demo(port: int = 0) -> tuple[subprocess.Popen[str], int]:
+def start_demo(port: int = 0, *flags: str) -> tuple[subprocess.Popen[str], int]:
     """``python -m rawws`` on ``port`` (0: one the system picks); the process and its port."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "rawws", "--port", str(port)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-m", "rawws", "--port", str(port), *flags], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -98,6 +106,16 @@ def test_two_pages_chat_type_count_and_reconnect(chromium: Browser, tmp_path: Pa
         js_set(bob, "text", "Hi Alice! Bob here, on a phone-sized screen.", "input")
         submit(bob, "composer")
         alice.wait_for(f"{text_of('messages')}.includes('Bob here')")
+        # "Mine" is decided by the sender the server stamped: Bob claiming to be Alice changes nothing.
+        bob.evaluate(
+            "state.ws.send(JSON.stringify({type: 'chat', timestamp: Date.now(),"
+            " payload: {channel: 'room:e2e', text: 'I am Alice, trust me', user: 'Alice'}}))"
+        )
+        line = "[...document.querySelectorAll('#messages li')].find(li => li.textContent.includes('{}'))"
+        alice.wait_for("!!" + line.format("trust me"))
+        assert alice.evaluate(line.format("trust me") + ".className") != "mine"
+        assert alice.evaluate(line.format("trust me") + ".querySelector('.who').textContent") == "Bob"
+        assert alice.evaluate(line.format("Hello from Alice") + ".className") == "mine"
         shot = tmp_path / "screenshot.png"
         alice.screenshot(shot)
         assert shot.stat().st_size > 5000
@@ -119,3 +137,119 @@ def test_two_pages_chat_type_count_and_reconnect(chromium: Browser, tmp_path: Pa
         alice.wait_for(f"{text_of('messages')}.includes('Back again')")
     finally:
         stop(server)
+
+
+PROBE = """
+window.result = "pending";
+const probe = new WebSocket("ws://127.0.0.1:{port}/ws?name=Mallory");
+probe.onopen = () => {{ window.result = "open"; probe.close(); }};
+probe.onclose = (event) => {{ if (window.result === "pending") window.result = "refused " + event.code; }};
+"""
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    """Serves one page whose script opens a WebSocket to the demo: another origin, as an attacker's site."""
+
+    script = ""
+
+    def do_GET(self) -> None:
+        body = f"<!doctype html><title>elsewhere</title><script>{self.script}</script>".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_page_from_another_origin_is_refused(chromium: Browser) -> None:
+    server, port = start_demo()
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    _Page.script = PROBE.format(port=port)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+    allowing = None
+    try:
+        own = chromium.new_page(f"http://127.0.0.1:{port}/")
+        own.wait_for("document.getElementById('status').dataset.state === 'online'")
+        own.evaluate(PROBE.format(port=port).replace("const probe", "var probe"))
+        own.wait_for("window.result === 'open'")  # the demo's own page may
+
+        other = f"http://127.0.0.1:{elsewhere.server_address[1]}/"
+        attacker = chromium.new_page(other)
+        attacker.wait_for("typeof window.result === 'string' && window.result !== 'pending'")
+        assert attacker.evaluate("window.result") == "refused 1006"  # the handshake got 403
+
+        # An origin listed with --origin may connect.
+        allowing, allowing_port = start_demo(0, "--origin", other.rstrip("/"))
+        _Page.script = PROBE.format(port=allowing_port)
+        listed = chromium.new_page(other)
+        listed.wait_for("typeof window.result === 'string' && window.result !== 'pending'")
+        assert listed.evaluate("window.result") == "open"
+    finally:
+        elsewhere.shutdown()
+        elsewhere.server_close()
+        stop(server)
+        if allowing is not None:
+            stop(allowing)
+
+
+def test_the_demo_answers_only_to_its_own_names() -> None:
+    """DNS rebinding: a name the attacker points at 127.0.0.1 gets 403 for the page and the WebSocket."""
+    server, port = start_demo()
+    try:
+        status, body = handshake(port, f"evil.example:{port}", f"http://evil.example:{port}")
+        assert status == 403 and "does not name this server" in body
+        status, body = http_get(port, f"evil.example:{port}")
+        assert status == 403 and "does not name this server" in body
+        assert http_get(port, f"localhost:{port}")[0] == 200
+        status, body = handshake(port, f"127.0.0.1:{port}", "http://evil.example")
+        assert status == 403 and "is not allowed" in body
+        assert handshake(port, f"localhost:{port}", f"http://localhost:{port}")[0] == 101
+    finally:
+        stop(server)
+    server, port = start_demo(0, "--allowed-host", "chat.lan")
+    try:
+        assert handshake(port, f"chat.lan:{port}", f"http://chat.lan:{port}")[0] == 101
+    finally:
+        stop(server)
+
+
+def http_get(port: int, host: str) -> tuple[int, str]:
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as sock:
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        for _ in range(1000):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode(errors="replace")
+
+
+def test_demo_names_are_bound_to_connections_and_unique_in_a_room() -> None:
+    server, port = start_demo()
+    try:
+        with (
+            connect(f"ws://127.0.0.1:{port}/ws?name=Zed") as first,
+            connect(f"ws://127.0.0.1:{port}/ws?name=Zed") as second,
+        ):
+            send_message(first, "subscribe", {"channel": "room:x"})
+            me = next_of(first, "subscribed")["payload"]["you"]
+            assert me["user"] == "Zed"
+            send_message(second, "subscribe", {"channel": "room:x"})
+            assert "taken" in next_of(second, "error")["payload"]["error"]
+            send_message(first, "chat", {"channel": "room:x", "text": "hi", "user": "Someone else"})
+            assert next_of(first, "chat")["payload"]["sender"] == me
+    finally:
+        stop(server)
+
+
+def next_of(ws: Any, kind: str) -> dict[str, Any]:
+    for _ in range(20):
+        message: dict[str, Any] = json.loads(ws.recv(timeout=scaled(5)))
+        if message["type"] == kind:
+            return message
+    raise AssertionError(f"no {kind} message")

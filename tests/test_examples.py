@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,43 @@ def test_polling_vs_websocket_measures_both() -> None:
     assert any(key.startswith("WebSocket, one connection") for key in rows)
     ratios = [float(m) for m in re.findall(r"([\d.]+)× the WebSocket's bytes", out)]
     assert len(ratios) == 3 and all(r > 1.5 for r in ratios)
+
+
+def test_authorized_broker() -> None:
+    def next_of(ws: Any, kind: str) -> dict[str, Any]:
+        for _ in range(20):
+            message: dict[str, Any] = json.loads(ws.recv(timeout=scaled(5)))
+            if message["type"] == kind:
+                return message
+        raise AssertionError(f"no {kind} message")
+
+    with running("authorized_broker.py", "0", ready=r"ws://127\.0\.0\.1:\d+/") as port:
+        with pytest.raises(InvalidHandshake) as info:
+            connect(f"ws://127.0.0.1:{port}/?token=guess")
+        assert info.value.status == 401
+        with (
+            connect(f"ws://127.0.0.1:{port}/?token=t-alice") as alice,
+            connect(f"ws://127.0.0.1:{port}/?token=t-bob") as bob,
+        ):
+            send_message(alice, "subscribe", {"channel": "team"})
+            assert next_of(alice, "subscribed")["payload"]["you"]["user"] == "alice"
+            send_message(bob, "subscribe", {"channel": "team"})  # not one of Bob's channels
+            assert next_of(bob, "error")["payload"] == {"error": "forbidden", "type": "subscribe", "channel": "team"}
+            send_message(bob, "chat", {"channel": "team", "text": "let me in", "user": "alice"})
+            assert next_of(bob, "error")["payload"]["type"] == "chat"
+            send_message(bob, "subscribe", {"channel": "news"})
+            next_of(bob, "subscribed")
+            send_message(bob, "notification", {"channel": "news", "message": "fake"})  # Bob may not notify
+            assert next_of(bob, "error")["payload"]["type"] == "notification"
+            send_message(bob, "chat", {"channel": "news", "text": "hi", "user": "alice"})
+            assert next_of(bob, "chat")["payload"]["sender"]["user"] == "bob"  # stamped, not claimed
+            send_message(alice, "notification", {"channel": "news", "message": "release at 5"})
+            assert next_of(bob, "notification")["payload"]["message"] == "release at 5"
+            # Nothing Bob tried reached "team": Alice got her own presence, then the answer to her ping.
+            send_message(alice, "ping", {})
+            seen = []
+            for _ in range(20):
+                seen.append(json.loads(alice.recv(timeout=scaled(5)))["type"])
+                if seen[-1] == "pong":
+                    break
+            assert seen == ["presence", "pong"]

@@ -4,17 +4,36 @@ The page, its script and its style sheet are files in this package, served
 through ``process_request``; ``/ws`` upgrades to the pub/sub protocol of
 :mod:`rawws.pubsub`. Nothing is fetched from the internet and there is no
 build step.
+
+Who may use it (see the README's "Security" section):
+
+- **Same origin only.** The WebSocket accepts pages served by this server
+  (the ``Origin``'s host and port equal the ``Host`` the request was sent
+  to), origins listed in ``extra_origins`` (``--origin``), and clients that
+  send no ``Origin`` (programs: browsers always send one). Any other page
+  open in the same browser gets 403: no cross-site WebSocket hijacking.
+- **Only its own names.** Every request's ``Host`` must name the server: the
+  bind address, ``localhost``, ``127.0.0.1``, ``::1``, or a name in
+  ``extra_hosts`` (``--allowed-host``); others get 403, which ends DNS
+  rebinding.
+- **Names are bound to connections.** The page connects to ``/ws?name=NAME``;
+  the server stamps that name and a connection id on everything the page
+  sends, and refuses a second connection with the same name in a room.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+from ..exceptions import InvalidHandshake
+from ..handshake import SAME_ORIGIN, check_host
 from ..http11 import Request, Response
 from ..pubsub.broker import MessageBroker
 from ..pubsub.server import BrokerServer, broker_handler
@@ -22,7 +41,10 @@ from ..sync.options import ServerOptions, ServerSettings
 from ..sync.pending import PendingConnection
 from ..sync.server import listen
 
-__all__ = ["serve_demo", "STATIC"]
+__all__ = ["serve_demo", "demo_hosts", "STATIC", "MAX_NAME_LENGTH"]
+
+MAX_NAME_LENGTH = 32
+_WILDCARDS = ("", "0.0.0.0", "::")
 
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -36,22 +58,59 @@ def _load(name: str) -> bytes:
     return resources.files(__name__).joinpath(name).read_bytes()
 
 
+def demo_hosts(host: str | None, extra_hosts: Sequence[str] = ()) -> list[str]:
+    """The ``Host`` names the demo answers to: the bind address, the loopback names, and ``extra_hosts``.
+
+    Bound to every interface (``0.0.0.0``, ``::``, ``""``), other machines reach it
+    by an address or name of this one: list those in ``extra_hosts``.
+    """
+    names = ["localhost", "127.0.0.1", "::1"]
+    if host not in _WILDCARDS and host is not None and host not in names:
+        names.insert(0, host)
+    return names + [name for name in extra_hosts if name not in names]
+
+
+def _chosen_name(request: Request) -> str | None:
+    """The name in ``/ws?name=...``, stripped; None if absent, empty, too long or holding control characters."""
+    values = parse_qs(urlsplit(request.path).query).get("name", [])
+    name = values[0].strip() if values else ""
+    if not name or len(name) > MAX_NAME_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return None
+    return name
+
+
 def serve_demo(
     host: str | None = "127.0.0.1",
     port: int = 8765,
     *,
     broker: MessageBroker | None = None,
+    extra_origins: Sequence[str] = (),
+    extra_hosts: Sequence[str] = (),
     options: ServerOptions | None = None,
     **settings: Unpack[ServerSettings],
 ) -> BrokerServer:
-    """The chat demo server: pages on ``/``, WebSocket on ``/ws``. Settings are :func:`rawws.serve`'s."""
+    """The chat demo server: pages on ``/``, WebSocket on ``/ws``. Settings are :func:`rawws.serve`'s.
+
+    Same-origin only (plus ``extra_origins``, as browsers send them:
+    ``"http://localhost:3000"``) and only for :func:`demo_hosts` (plus
+    ``extra_hosts``), unless ``origins`` / ``allowed_hosts`` settings say
+    otherwise. See the module documentation.
+    """
     files = {path: (_load(name), kind) for path, (name, kind) in STATIC.items()}
     broker = broker or MessageBroker()
+    options = replace(options or ServerOptions(), **settings)
+    hosts = options.allowed_hosts if options.allowed_hosts is not None else demo_hosts(host, extra_hosts)
+    origins = options.origins if options.origins is not None else [SAME_ORIGIN, None, *extra_origins]
 
     def process_request(pending: PendingConnection, request: Request) -> Response | None:
+        try:
+            check_host(request, hosts)  # pages too: a rebound name gets nothing from this server
+        except InvalidHandshake as exc:
+            return pending.respond(403, f"{exc}\n")
         path = request.path.split("?", 1)[0]
         if path == "/ws":
-            return None  # the WebSocket endpoint
+            pending.context["user"] = _chosen_name(request)
+            return None  # the WebSocket endpoint: Origin and Host are checked by the handshake
         if request.method != "GET":
             return pending.respond(405, "only GET here\n", headers=[("Allow", "GET")])
         if path == "/healthz":
@@ -61,5 +120,5 @@ def serve_demo(
             return pending.respond(200, body, headers=[("Cache-Control", "no-cache")], content_type=kind)
         return pending.respond(404, f"no such page: {path}\n")
 
-    options = replace(replace(options or ServerOptions(), **settings), process_request=process_request)
-    return BrokerServer(broker_handler(broker), listen(host, port), options, broker)
+    options = replace(options, process_request=process_request, origins=origins, allowed_hosts=hosts)
+    return BrokerServer(broker_handler(broker, unique_users=True), listen(host, port), options, broker)

@@ -9,7 +9,9 @@ const state = {
   retryTimer: null,
   room: "lobby",
   user: localStorage.getItem("rawws-user") || "guest-" + Math.random().toString(36).slice(2, 6),
-  typers: new Map(),      // user -> timer that clears the indicator
+  me: null,               // this connection's id, as the server stamps it on what we send
+  nameRetries: 0,         // "name taken" answers retried since the last successful join
+  typers: new Map(),      // sender id -> {name, timer that clears the indicator}
   lastTypingSent: 0,
   stopTypingTimer: null,
   pingTimer: null,
@@ -47,8 +49,12 @@ function addLine(text, options = {}) {
   $("messages").scrollTop = $("messages").scrollHeight;
 }
 
+// Who sent it, from the sender the server stamped (never from what a client claims).
+function senderName(sender) { return sender ? sender.user || sender.id : "server"; }
+function isMine(sender) { return Boolean(sender) && sender.id === state.me; }
+
 function renderTyping() {
-  const names = [...state.typers.keys()];
+  const names = [...state.typers.values()].map((typer) => typer.name);
   $("typing").textContent = names.length === 0 ? ""
     : names.length === 1 ? `${names[0]} is typing…`
     : `${names.join(", ")} are typing…`;
@@ -59,32 +65,47 @@ function handleMessage(data) {
   try { msg = JSON.parse(data); } catch (e) { console.warn("not JSON", data); return; }
   const p = msg.payload || {};
   switch (msg.type) {
-    case "chat":
-      if (p.channel !== channel()) return;
-      state.typers.delete(p.user); renderTyping();
-      addLine(p.text, { who: p.user, mine: p.user === state.user });
+    case "chat": {
+      if (p.channel !== channel() || !p.sender) return;
+      const typer = state.typers.get(p.sender.id);
+      if (typer) { clearTimeout(typer.timer); state.typers.delete(p.sender.id); renderTyping(); }
+      addLine(p.text, { who: senderName(p.sender), mine: isMine(p.sender) });
       break;
-    case "typing":
-      if (p.channel !== channel() || p.user === state.user) return;
-      clearTimeout(state.typers.get(p.user));
+    }
+    case "typing": {
+      if (p.channel !== channel() || !p.sender || isMine(p.sender)) return;
+      const id = p.sender.id;
+      clearTimeout(state.typers.get(id)?.timer);
       if (p.typing) {
-        state.typers.set(p.user, setTimeout(() => { state.typers.delete(p.user); renderTyping(); }, 3000));
+        const timer = setTimeout(() => { state.typers.delete(id); renderTyping(); }, 3000);
+        state.typers.set(id, { name: senderName(p.sender), timer });
       } else {
-        state.typers.delete(p.user);
+        state.typers.delete(id);
       }
       renderTyping();
       break;
-    case "presence":
+    }
     case "subscribed":
-      if (p.channel === channel()) $("count").textContent = p.count ?? p.subscribers;
+      if (p.you) state.me = p.you.id;
+      state.nameRetries = 0;
+      if (p.channel === channel()) $("count").textContent = p.subscribers;
+      break;
+    case "presence":
+      if (p.channel === channel()) $("count").textContent = p.count;
       break;
     case "notification":
-      addLine(String(p.message), { system: true });
+      addLine(p.sender ? `${senderName(p.sender)}: ${p.message}` : String(p.message), { system: true });
       break;
     case "pong":
       if (p && p.sent) $("latency").textContent = `round trip ${Date.now() - p.sent} ms`;
       break;
     case "error":
+      // Our own previous connection (a reload) may still hold the name for a moment: try again shortly.
+      if (p.type === "subscribe" && p.channel === channel() && /taken/.test(p.error) && state.nameRetries < 3) {
+        state.nameRetries += 1;
+        setTimeout(() => sendMessage("subscribe", { channel: channel() }), 1000);
+        return;
+      }
       addLine("server: " + p.error, { system: true });
       break;
     default:
@@ -94,7 +115,9 @@ function handleMessage(data) {
 
 function connect() {
   clearTimeout(state.retryTimer);
-  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+  // The name is bound to this connection by the server: changing it means connecting again.
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws?name="
+    + encodeURIComponent(state.user);
   setStatus("connecting", state.attempt ? `reconnecting (attempt ${state.attempt})…` : "connecting…");
   const ws = new WebSocket(url);
   state.ws = ws;
@@ -143,14 +166,25 @@ function joinRoom(name) {
 }
 
 function sendTyping(typing) {
-  sendMessage("typing", { channel: channel(), user: state.user, typing });
+  sendMessage("typing", { channel: channel(), typing });
+}
+
+function reconnectNow() {
+  const old = state.ws;
+  state.ws = null;          // its close event is not a lost connection
+  if (old) old.close(1000, "changing name");
+  state.attempt = 0;
+  connect();
 }
 
 $("name").value = state.user;
 $("name").addEventListener("change", () => {
-  state.user = $("name").value.trim() || state.user;
-  $("name").value = state.user;
+  const name = $("name").value.trim() || state.user;
+  $("name").value = name;
+  if (name === state.user) return;
+  state.user = name;
   localStorage.setItem("rawws-user", state.user);
+  reconnectNow();
 });
 $("room-form").addEventListener("submit", (event) => { event.preventDefault(); joinRoom($("room").value); });
 $("text").addEventListener("input", () => {
@@ -163,8 +197,7 @@ $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value.trim();
   if (!text) return;
-  state.user = $("name").value.trim() || state.user;
-  if (sendMessage("chat", { channel: channel(), text, user: state.user })) {
+  if (sendMessage("chat", { channel: channel(), text })) {
     $("text").value = "";
     clearTimeout(state.stopTypingTimer);
     state.lastTypingSent = 0;

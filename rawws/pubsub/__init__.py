@@ -7,6 +7,26 @@ envelope), :mod:`~rawws.pubsub.server` (``serve_broker``, ``broker_handler``),
 :mod:`~rawws.pubsub.redis_backend` (channels shared across processes).
 """
 
-from .server import CLIENT_TYPES, MAX_DEPTH, MAX_PENDING, MAX_PENDING_BYTES, broker_handler, serve_broker
+from .server import (
+    CLIENT_TYPES,
+    MAX_DEPTH,
+    MAX_PENDING,
+    MAX_PENDING_BYTES,
+    Authorize,
+    BrokerClient,
+    BrokerServer,
+    broker_handler,
+    serve_broker,
+)
 
-__all__ = ["serve_broker", "broker_handler", "CLIENT_TYPES", "MAX_DEPTH", "MAX_PENDING", "MAX_PENDING_BYTES"]
+__all__ = [
+    "serve_broker",
+    "broker_handler",
+    "Authorize",
+    "BrokerClient",
+    "BrokerServer",
+    "CLIENT_TYPES",
+    "MAX_DEPTH",
+    "MAX_PENDING",
+    "MAX_PENDING_BYTES",
+]

@@ -15,7 +15,10 @@ The class from the classic exercise — ``subscribe(channel, callback)``,
   publish order (delivery is synchronous in that thread).
 - **Raising callbacks.** A callback that raises is logged, does not stop
   delivery to the others, and is not counted as notified. (Raising
-  :class:`SubscriberGone` means the same without the log line.)
+  :class:`SubscriberGone` means the same without the log line.) One that
+  raises :class:`~rawws.ConnectionClosed` (say a closed connection's
+  ``send``) is gone for good: it is unsubscribed from everything, with one
+  INFO line.
 - **Duplicates.** Subscribing a callback already subscribed to that channel
   does nothing and returns False; unsubscribing one that is not subscribed
   does nothing and returns False (no exception).
@@ -24,6 +27,9 @@ The class from the classic exercise — ``subscribe(channel, callback)``,
   ``news.*`` (``*``, ``?`` and ``[...]`` as in :mod:`fnmatch`, case-sensitive);
   a publish reaches exact and pattern subscribers, each callback at most once
   per publish even if it matches twice.
+- **Reserved names.** Channels whose name starts with :data:`RESERVED` (NUL)
+  carry the pub/sub server's own traffic; a pattern matches them only if it
+  starts with NUL too, so ``*`` sees application channels only.
 
 Fan-out goes through a :class:`Backend`. The default, :class:`LocalBackend`,
 delivers in-process. A distributed backend (see ``rawws.pubsub.redis_backend``)
@@ -39,7 +45,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["MessageBroker", "Backend", "LocalBackend", "Callback", "PatternCallback", "SubscriberGone"]
+from ..exceptions import ConnectionClosed
+
+__all__ = ["MessageBroker", "Backend", "LocalBackend", "Callback", "PatternCallback", "SubscriberGone", "RESERVED"]
+
+RESERVED = "\x00"
+"""Channel names starting with this are the pub/sub server's; ordinary patterns do not match them."""
 
 logger = logging.getLogger("rawws.broker")
 
@@ -216,8 +227,9 @@ class MessageBroker:
         targets: list[tuple[Callable[..., Any], bool]] = [(c, False) for c in self._channels.get(channel, ())]
         if self._patterns:
             seen = {callback for callback, _ in targets}
+            reserved = channel.startswith(RESERVED)
             for pattern, callbacks in list(self._patterns.items()):
-                if fnmatch.fnmatchcase(channel, pattern):
+                if reserved == pattern.startswith(RESERVED) and fnmatch.fnmatchcase(channel, pattern):
                     for callback in callbacks:
                         if callback not in seen:
                             seen.add(callback)
@@ -235,6 +247,9 @@ class MessageBroker:
                     callback(message)
             except SubscriberGone:
                 pass
+            except ConnectionClosed as exc:
+                if self.unsubscribe_all(callback):  # once: a concurrent publish may also have seen it fail
+                    logger.info("subscriber %r of %r is closed (%s): unsubscribed", callback, channel, exc)
             except Exception:
                 logger.exception("subscriber %r failed on channel %r", callback, channel)
             else:

@@ -58,13 +58,20 @@ class PubSubClient:
         self.events = EventClient(uri, on_open=resubscribe, on_message=self._on_message, **options)
 
     def start(self) -> PubSubClient:
+        """Connect in the background (and reconnect whenever the connection drops); return self."""
         self.events.start()
         return self
 
     def wait_open(self, timeout: float | None = None) -> bool:
+        """Wait until connected, at most ``timeout`` seconds (None: no limit); whether it is connected.
+
+        Subscriptions made before are sent as soon as the connection opens;
+        :meth:`publish` and :meth:`send` need an open connection.
+        """
         return self.events.wait_open(timeout)
 
     def close(self) -> None:
+        """Close the connection and stop reconnecting."""
         self.events.close()
 
     def __enter__(self) -> PubSubClient:
@@ -82,6 +89,12 @@ class PubSubClient:
             self._send_if_open("subscribe", {"channel": channel})
 
     def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel``: every callback subscribed to it is dropped.
+
+        The server is told at once if connected (it answers ``unsubscribed``);
+        either way the channel is not subscribed again after a reconnect.
+        Unsubscribing a channel that is not subscribed does nothing.
+        """
         with self._lock:
             known = self._channels.pop(channel, None) is not None
         if known:
@@ -92,6 +105,13 @@ class PubSubClient:
         self.send("publish", {"channel": channel, "message": message})
 
     def send(self, type: str, payload: Any) -> None:
+        """Send one protocol message ``{"type": type, "payload": payload, "timestamp": now}``.
+
+        For the types without a method here (``chat``, ``typing``, ``ping``…):
+        ``client.send("chat", {"channel": "lobby", "text": "hi"})``. Raises
+        :class:`~rawws.InvalidState` while disconnected (nothing is queued),
+        and :class:`ValueError` for a payload JSON cannot hold (NaN, infinity).
+        """
         self.events.send(make_message(type, payload))
 
     def _send_if_open(self, type: str, payload: Any) -> None:

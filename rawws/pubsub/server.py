@@ -4,19 +4,34 @@ Protocol (every message is ``{"type": ..., "payload": ..., "timestamp": <ms>}``)
 
 client → server
 
-- ``subscribe`` ``{"channel": "news"}`` → ``subscribed`` ``{"channel", "subscribers"}``
+- ``subscribe`` ``{"channel": "news"}`` → ``subscribed`` ``{"channel", "subscribers", "you": {"id", "user"}}``
 - ``unsubscribe`` ``{"channel": "news"}`` → ``unsubscribed`` ``{"channel", "subscribers"}``
+  (``subscribers`` only if it was a member)
 - ``publish`` ``{"channel": "news", "message": <any JSON>}`` → every subscriber gets
-  ``message`` ``{"channel", "message"}``; the publisher gets ``published`` ``{"channel", "notified"}``
-- ``chat`` ``{"channel", "text", "user"?}`` → ``chat`` to every subscriber of the channel
-- ``notification`` ``{"channel", "message"}`` → ``notification`` to every subscriber
-- ``typing`` ``{"channel", "user", "typing"?: bool}`` → ``typing`` to the *other* subscribers
+  ``message`` ``{"channel", "message", "sender"}``; the publisher gets ``published``
+  ``{"channel", "notified"}`` (``notified`` only if it is a member or may become one)
+- ``chat`` ``{"channel", "text"}`` → ``chat`` ``{"channel", "text", "sender"}`` to every subscriber
+- ``typing`` ``{"channel", "typing"?: bool}`` → ``typing`` ``{"channel", "typing", "sender"}``
+  to the *other* subscribers
+- ``notification`` ``{"channel", "message"}`` → ``notification`` to every subscriber, only if
+  ``authorize`` allows it (without ``authorize``, only server code sends them: :meth:`BrokerServer.notify`)
 - ``ping`` (any payload) → ``pong`` with the same payload
 
 server → client, besides the answers above
 
 - ``presence`` ``{"channel", "count"}`` to a channel's subscribers when someone joins or leaves
-- ``error`` ``{"error": "what was wrong", "type": <the offending type, if known>}``
+- ``message`` ``{"channel", "message", "sender": null}`` for what server code publishes
+  (``server.broker.publish(channel, message)``)
+- ``error`` ``{"error": "what was wrong", "type": <the offending type, if known>}``;
+  a refusal by ``authorize`` is ``{"error": "forbidden", "type", "channel"}``
+
+Who said it: ``sender`` is ``{"id": "c17", "user": ...}``, stamped by the
+server: ``id`` is the connection's, assigned by the server, and ``user`` the
+identity the application set in ``process_request`` (``pending.context["user"]``),
+or null. A ``user`` (or ``sender``) in what a client sends is ignored. Counts
+(``subscribers``, ``notified``, ``presence``) count the WebSocket clients of
+this process subscribed to the channel, not local subscribers, and go only to
+clients that are members of the channel or allowed to become members.
 
 Bad input never closes the connection: it gets an ``error``. That includes
 JSON nested deeper than ``max_depth`` (:data:`~rawws.pubsub.messages.MAX_DEPTH`, 32
@@ -50,10 +65,12 @@ from ..frames import CloseCode
 from ..sync.connection import Connection
 from ..sync.options import ServerOptions, ServerSettings
 from ..sync.server import Handler, Server, listen
-from .broker import MessageBroker, SubscriberGone
+from .broker import RESERVED, MessageBroker, SubscriberGone
 from .messages import MAX_DEPTH, MessageError, make_message, parse_message
 
 __all__ = [
+    "Authorize",
+    "BrokerClient",
     "Overflow",
     "serve_broker",
     "broker_handler",
@@ -84,9 +101,10 @@ plus the :data:`HIGH_WATER` bytes already handed to its connection.
 """
 
 _ids = itertools.count(1)
+_STRIPES = 64
 
 
-def _weak_pump(subscriber: _Subscriber) -> Callable[[], None]:
+def _weak_pump(subscriber: BrokerClient) -> Callable[[], None]:
     """An ``on_drain`` callback that calls ``subscriber.pump()`` while the subscriber exists."""
     ref = weakref.ref(subscriber)
 
@@ -110,8 +128,40 @@ class Overflow(str, enum.Enum):
     DROP_OLDEST = "drop_oldest"  # drop its oldest queued messages until it is under both limits
 
 
-class _Subscriber:
-    """One client: its channels and its bounded, ordered outgoing queue."""
+Authorize = Callable[["BrokerClient", str, str], bool]
+"""``authorize(client, action, channel) -> bool``: may ``client`` do ``action`` on ``channel``?
+
+``action`` is the message type: ``subscribe``, ``publish``, ``chat``,
+``typing`` or ``notification`` (every type the server acts on for a
+channel; ``unsubscribe`` and ``ping`` are always allowed). False, or an
+exception (logged), refuses: the client gets an ``error`` ``{"error":
+"forbidden", "type": action, "channel": channel}`` and nothing is delivered.
+"""
+
+
+def _relay_channel(channel: str) -> str:
+    """The broker channel carrying the server's own traffic for ``channel`` (chat, presence, envelopes…).
+
+    Its name starts with :data:`~rawws.pubsub.broker.RESERVED`: clients may not
+    name such channels and ordinary patterns do not match them, so local
+    subscribers of ``channel`` only ever see what server code publishes there.
+    """
+    return f"{RESERVED}ws:{channel}"
+
+
+class BrokerClient:
+    """One WebSocket client of the pub/sub server: what ``authorize`` is given, and its outgoing queue.
+
+    - ``id``: assigned by the server (``"c17"``), unique in this process;
+    - ``user``: the identity the application set at the handshake, as
+      ``pending.context["user"]`` in ``process_request`` (a str; None: anonymous);
+    - ``context``: the connection's whole ``context`` dict (see
+      :class:`~rawws.sync.pending.PendingConnection`), e.g. the channels a token grants;
+    - ``connection``: the :class:`~rawws.sync.server.ServerConnection`;
+    - ``channels``: the channels it is subscribed to (it is a *member* of them).
+
+    ``sender`` (``{"id", "user"}``) is stamped on everything the server relays for it.
+    """
 
     def __init__(
         self,
@@ -120,15 +170,22 @@ class _Subscriber:
         max_pending: int,
         overflow: Overflow | str,
         max_pending_bytes: int | None = MAX_PENDING_BYTES,
+        membership: _Membership | None = None,
     ) -> None:
         self.ws = ws
         self.broker = broker
         self.id = f"c{next(_ids)}"
+        context = getattr(ws, "context", None)
+        self.context: dict[str, Any] = context if isinstance(context, dict) else {}
+        user = self.context.get("user")
+        self.user: str | None = user if isinstance(user, str) else None
         self.channels: set[str] = set()
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
         self.overflow = Overflow(overflow)
         self.dropped = 0
+        self.membership = membership if membership is not None else _Membership(broker)
+        self._published: dict[str, Callable[[Any], None]] = {}  # channel -> its broker callback
         self._pending: deque[str] = deque()
         self._pending_bytes = 0  # UTF-8 bytes of the texts in _pending
         self._lock = threading.Lock()
@@ -138,12 +195,51 @@ class _Subscriber:
         # keep it alive from anything that still holds the connection's callback.
         ws.on_drain = _weak_pump(self)
 
-    # Broker callback: runs in the publisher's thread, must never block on this client.
-    def deliver(self, item: tuple[str, str | None]) -> None:
+    @property
+    def connection(self) -> Connection:
+        return self.ws
+
+    @property
+    def sender(self) -> dict[str, Any]:
+        return {"id": self.id, "user": self.user}
+
+    # Broker callbacks: they run in the publisher's thread and must never block on this client.
+    def relay(self, item: Any) -> None:
+        """Deliver the server's own traffic: ``[text, id of the client not to send it to, or None]``."""
         text, exclude = item
         if exclude == self.id:
             return
         self.enqueue(text)
+
+    def _published_callback(self, channel: str) -> Callable[[Any], None]:
+        """The subscriber of ``channel`` itself: what server code publishes, as a ``message`` envelope."""
+
+        def deliver_published(message: Any) -> None:
+            try:
+                text = make_message("message", {"channel": channel, "message": message, "sender": None})
+            except (TypeError, ValueError) as exc:
+                logger.warning("cannot send what was published on %r to a client: %s", channel, exc)
+                raise SubscriberGone from None  # not notified; the reason is logged once per client
+            self.enqueue(text)
+
+        return deliver_published
+
+    def subscribe_to(self, channel: str) -> None:
+        """Subscribe to ``channel`` (what server code publishes) and to its relayed traffic."""
+        if channel not in self._published:
+            self._published[channel] = self._published_callback(channel)
+        self.broker.subscribe(channel, self._published[channel])
+        self.broker.subscribe(_relay_channel(channel), self.relay)
+        self.channels.add(channel)
+
+    def unsubscribe_from(self, channel: str) -> bool:
+        """Undo :meth:`subscribe_to`; False if it was not subscribed."""
+        callback = self._published.pop(channel, None)
+        if callback is not None:
+            self.broker.unsubscribe(channel, callback)
+        member = self.broker.unsubscribe(_relay_channel(channel), self.relay)
+        self.channels.discard(channel)
+        return member
 
     def enqueue(self, text: str) -> None:
         # Order is fixed under the lock; the system call that writes happens after it,
@@ -246,15 +342,9 @@ class _Subscriber:
         for channel in list(self.channels):
             self.leave(channel)
 
-    def leave(self, channel: str) -> int:
-        """Unsubscribe from ``channel``; tell the others; return the remaining count."""
-        if self.broker.unsubscribe(channel, self.deliver):
-            self.channels.discard(channel)
-            count = self.broker.subscribers(channel)
-            if count:
-                self.broker.publish(channel, (make_message("presence", {"channel": channel, "count": count}), None))
-            return count
-        return self.broker.subscribers(channel)
+    def leave(self, channel: str) -> int | None:
+        """Unsubscribe from ``channel`` and tell the members; the remaining count, None if not a member."""
+        return self.membership.leave(self, channel)
 
     def reply(self, type: str, payload: Any) -> None:
         try:
@@ -262,12 +352,69 @@ class _Subscriber:
         except SubscriberGone:
             pass
 
-    def error(self, text: str, type: str | None = None) -> None:
-        self.reply("error", {"error": text, "type": type})
+    def error(self, text: str, type: str | None = None, channel: str | None = None) -> None:
+        payload: dict[str, Any] = {"error": text, "type": type}
+        if channel is not None:
+            payload["channel"] = channel
+        self.reply("error", payload)
+
+
+class _Membership:
+    """Joining and leaving channels, and the ``presence`` counts they announce.
+
+    A lock per channel (one of :data:`_STRIPES`, chosen by the channel's hash)
+    orders every change of its membership with the count it announces, so
+    that the last ``presence`` a member receives is the current count (two
+    joins at once cannot announce 2 and then 1), while joins to different
+    channels rarely wait on each other. Counted are the WebSocket
+    clients of this server process subscribed to the channel; local
+    subscribers (server code) are not. With ``unique_users``, two members of
+    one channel may not have the same ``user``.
+    """
+
+    def __init__(self, broker: MessageBroker, unique_users: bool = False) -> None:
+        self.broker = broker
+        self.unique_users = unique_users
+        self._locks = [threading.RLock() for _ in range(_STRIPES)]
+        self._names: dict[tuple[str, str], str] = {}  # (channel, user) -> client id, with unique_users
+
+    def members(self, channel: str) -> int:
+        return self.broker.subscribers(_relay_channel(channel))
+
+    def join(self, client: BrokerClient, channel: str) -> str | None:
+        """Subscribe ``client``, answer ``subscribed`` and announce the count; a reason if refused."""
+        with self._lock_for(channel):
+            if self.unique_users and client.user is not None:
+                holder = self._names.setdefault((channel, client.user), client.id)
+                if holder != client.id:
+                    return f"the name {client.user!r} is taken in {channel}: choose another"
+            client.subscribe_to(channel)
+            count = self.members(channel)
+            client.reply("subscribed", {"channel": channel, "subscribers": count, "you": client.sender})
+            self._announce(channel, count)
+        return None
+
+    def _lock_for(self, channel: str) -> threading.RLock:
+        return self._locks[hash(channel) % _STRIPES]
+
+    def leave(self, client: BrokerClient, channel: str) -> int | None:
+        with self._lock_for(channel):
+            if client.user is not None and self._names.get((channel, client.user)) == client.id:
+                del self._names[(channel, client.user)]
+            if not client.unsubscribe_from(channel):
+                return None
+            count = self.members(channel)
+            if count:
+                self._announce(channel, count)
+            return count
+
+    def _announce(self, channel: str, count: int) -> None:
+        text = make_message("presence", {"channel": channel, "count": count})
+        self.broker.publish(_relay_channel(channel), [text, None])
 
 
 class _Handler:
-    """The connection handler: parse, validate and act on each message of one client."""
+    """The connection handler: parse, validate, authorize and act on each message of one client."""
 
     def __init__(
         self,
@@ -277,6 +424,8 @@ class _Handler:
         max_message_size: int,
         max_pending_bytes: int | None = MAX_PENDING_BYTES,
         max_depth: int = MAX_DEPTH,
+        authorize: Authorize | None = None,
+        unique_users: bool = False,
     ) -> None:
         try:
             overflow = Overflow(overflow)
@@ -288,6 +437,8 @@ class _Handler:
             raise ValueError("max_pending_bytes must be at least 1, or None for no byte limit")
         if max_depth < 2:
             raise ValueError("max_depth must be at least 2: the envelope and an object payload")
+        if authorize is not None and not callable(authorize):
+            raise TypeError("authorize must be callable as authorize(client, action, channel)")
         self.broker = broker
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
@@ -295,9 +446,11 @@ class _Handler:
         self.max_message_size = max_message_size
         self.max_depth = max_depth
         self.max_channels = 100
+        self.authorize = authorize
+        self.membership = _Membership(broker, unique_users)
 
     def __call__(self, ws: Connection) -> None:
-        client = _Subscriber(ws, self.broker, self.max_pending, self.overflow, self.max_pending_bytes)
+        client = BrokerClient(ws, self.broker, self.max_pending, self.overflow, self.max_pending_bytes, self.membership)
         try:
             for raw in ws:
                 self.handle(client, raw)
@@ -305,7 +458,7 @@ class _Handler:
             client.release()  # no more deliveries; its queue is freed now, not at the next GC
             client._leave_all()
 
-    def handle(self, client: _Subscriber, raw: str | bytes) -> None:
+    def handle(self, client: BrokerClient, raw: str | bytes) -> None:
         try:
             self._handle(client, raw)
         except RecursionError:
@@ -313,7 +466,7 @@ class _Handler:
             # whatever recursed too deep, the client gets an error and the connection lives.
             client.error(f"message nested too deeply to handle (limit {self.max_depth} levels)")
 
-    def _handle(self, client: _Subscriber, raw: str | bytes) -> None:
+    def _handle(self, client: BrokerClient, raw: str | bytes) -> None:
         if len(raw) > self.max_message_size:
             client.error(f"message too large: {len(raw)} bytes (limit {self.max_message_size})")
             return
@@ -337,51 +490,70 @@ class _Handler:
         if not isinstance(channel, str) or not channel or len(channel) > MAX_CHANNEL_LENGTH:
             client.error(f"payload.channel must be a non-empty string of at most {MAX_CHANNEL_LENGTH} characters", kind)
             return
+        if channel.startswith(RESERVED):
+            client.error("channel names starting with NUL are reserved for the server", kind)
+            return
+        if kind != "unsubscribe" and not self.allowed(client, kind, channel):
+            client.error("forbidden", kind, channel)
+            return
         getattr(self, "on_" + kind)(client, channel, payload)
 
-    def on_subscribe(self, client: _Subscriber, channel: str, payload: dict[str, Any]) -> None:
+    def allowed(self, client: BrokerClient, action: str, channel: str) -> bool:
+        """``authorize``'s answer; without one, everything but ``notification`` (server code sends those)."""
+        if self.authorize is None:
+            return action != "notification"
+        try:
+            return bool(self.authorize(client, action, channel))
+        except Exception:
+            logger.exception("authorize(%s, %r, %r) failed: refused", client.id, action, channel)
+            return False
+
+    def on_subscribe(self, client: BrokerClient, channel: str, payload: dict[str, Any]) -> None:
         if channel not in client.channels and len(client.channels) >= self.max_channels:
             client.error(f"at most {self.max_channels} channels per connection", "subscribe")
             return
-        self.broker.subscribe(channel, client.deliver)
-        client.channels.add(channel)
-        count = self.broker.subscribers(channel)
-        client.reply("subscribed", {"channel": channel, "subscribers": count})
-        self.broker.publish(channel, (make_message("presence", {"channel": channel, "count": count}), None))
+        refusal = self.membership.join(client, channel)
+        if refusal is not None:
+            client.error(refusal, "subscribe", channel)
 
-    def on_unsubscribe(self, client: _Subscriber, channel: str, payload: dict[str, Any]) -> None:
+    def on_unsubscribe(self, client: BrokerClient, channel: str, payload: dict[str, Any]) -> None:
         count = client.leave(channel)
-        client.reply("unsubscribed", {"channel": channel, "subscribers": count})
+        answer: dict[str, Any] = {"channel": channel}
+        if count is not None:  # counts are for members (it was one until now)
+            answer["subscribers"] = count
+        client.reply("unsubscribed", answer)
 
-    def on_publish(self, client: _Subscriber, channel: str, payload: dict[str, Any]) -> None:
+    def relay(self, client: BrokerClient, channel: str, type: str, out: dict[str, Any], exclude: bool = False) -> int:
+        """Send ``type`` with ``out`` and the stamped sender to the members of ``channel``; how many got it."""
+        out["sender"] = client.sender  # whatever the client claimed, this is who sent it
+        text = make_message(type, {"channel": channel, **out})
+        return self.broker.publish(_relay_channel(channel), [text, client.id if exclude else None])
+
+    def on_publish(self, client: BrokerClient, channel: str, payload: dict[str, Any]) -> None:
         if "message" not in payload:
             client.error("publish needs payload.message", "publish")
             return
-        text = make_message("message", {"channel": channel, "message": payload["message"]})
-        notified = self.broker.publish(channel, (text, None))
-        client.reply("published", {"channel": channel, "notified": notified})
+        notified = self.relay(client, channel, "message", {"message": payload["message"]})
+        answer: dict[str, Any] = {"channel": channel}
+        if channel in client.channels or self.allowed(client, "subscribe", channel):
+            answer["notified"] = notified  # a count it could learn by subscribing anyway
+        client.reply("published", answer)
 
-    def on_chat(self, client: _Subscriber, channel: str, payload: dict[str, Any]) -> None:
+    def on_chat(self, client: BrokerClient, channel: str, payload: dict[str, Any]) -> None:
         text = payload.get("text")
         if not isinstance(text, str):
             client.error("chat needs payload.text (a string)", "chat")
             return
-        user = payload.get("user")
-        out = {"channel": channel, "text": text, "user": user if isinstance(user, str) else client.id}
-        self.broker.publish(channel, (make_message("chat", out), None))
+        self.relay(client, channel, "chat", {"text": text})
 
-    def on_notification(self, client: _Subscriber, channel: str, payload: dict[str, Any]) -> None:
+    def on_notification(self, client: BrokerClient, channel: str, payload: dict[str, Any]) -> None:
         if "message" not in payload:
             client.error("notification needs payload.message", "notification")
             return
-        out = {"channel": channel, "message": payload["message"]}
-        self.broker.publish(channel, (make_message("notification", out), None))
+        self.relay(client, channel, "notification", {"message": payload["message"]})
 
-    def on_typing(self, client: _Subscriber, channel: str, payload: dict[str, Any]) -> None:
-        user = payload.get("user")
-        out: dict[str, Any] = {"channel": channel, "user": user if isinstance(user, str) else client.id}
-        out["typing"] = bool(payload.get("typing", True))
-        self.broker.publish(channel, (make_message("typing", out), client.id))
+    def on_typing(self, client: BrokerClient, channel: str, payload: dict[str, Any]) -> None:
+        self.relay(client, channel, "typing", {"typing": bool(payload.get("typing", True))}, exclude=True)
 
 
 def broker_handler(
@@ -392,12 +564,23 @@ def broker_handler(
     max_message_size: int = 65536,
     max_pending_bytes: int | None = MAX_PENDING_BYTES,
     max_depth: int = MAX_DEPTH,
+    authorize: Authorize | None = None,
+    unique_users: bool = False,
 ) -> Callable[[Connection], None]:
     """A handler for :func:`rawws.serve` that speaks the pub/sub protocol over ``broker``.
 
     The options are those of :func:`serve_broker`.
     """
-    return _Handler(broker or MessageBroker(), max_pending, overflow, max_message_size, max_pending_bytes, max_depth)
+    return _Handler(
+        broker or MessageBroker(),
+        max_pending,
+        overflow,
+        max_message_size,
+        max_pending_bytes,
+        max_depth,
+        authorize=authorize,
+        unique_users=unique_users,
+    )
 
 
 def serve_broker(
@@ -410,6 +593,8 @@ def serve_broker(
     max_message_size: int = 65536,
     max_pending_bytes: int | None = MAX_PENDING_BYTES,
     max_depth: int = MAX_DEPTH,
+    authorize: Authorize | None = None,
+    unique_users: bool = False,
     redis: str | None = None,
     sock: socket.socket | None = None,
     options: ServerOptions | None = None,
@@ -429,6 +614,15 @@ def serve_broker(
     :func:`rawws.serve`'s. ``redis="redis://host:port/db"`` (or ``rediss://``)
     shares channels with every other node on that Redis through
     :class:`~rawws.pubsub.redis_backend.RedisBackend` (needs ``pip install 'rawws[redis]'``).
+
+    Who may do what: ``authorize(client, action, channel) -> bool`` (see
+    :data:`Authorize` and :class:`BrokerClient`) decides every ``subscribe``,
+    ``publish``, ``chat``, ``typing`` and ``notification``; without it,
+    everything is allowed but ``notification``, which only server code sends
+    (:meth:`BrokerServer.notify`). The server stamps ``sender`` ``{"id",
+    "user"}`` on everything it relays, ``user`` being what ``process_request``
+    set as ``pending.context["user"]``. ``unique_users=True`` refuses a
+    ``subscribe`` when another member of the channel has the same ``user``.
     """
     if broker is None:
         if redis is not None:
@@ -449,6 +643,8 @@ def serve_broker(
         max_message_size=max_message_size,
         max_pending_bytes=max_pending_bytes,
         max_depth=max_depth,
+        authorize=authorize,
+        unique_users=unique_users,
     )
     options = replace(options or ServerOptions(), **settings)
     return BrokerServer(handler, sock if sock is not None else listen(host, port), options, broker)
@@ -457,9 +653,21 @@ def serve_broker(
 class BrokerServer(Server):
     """A :class:`~rawws.sync.server.Server` whose connections speak the pub/sub protocol over ``broker``.
 
-    Server code publishes to the same channels through ``server.broker``.
+    Server code publishes to the same channels through ``server.broker``:
+    ``server.broker.publish("news", {"headline": "hi"})`` reaches local
+    subscribers of ``news`` with the message as published, and every
+    WebSocket subscriber as a ``message`` envelope whose ``sender`` is null
+    (the server). :meth:`notify` sends a ``notification``.
     """
 
     def __init__(self, handler: Handler, sock: socket.socket, options: ServerOptions, broker: MessageBroker) -> None:
         super().__init__(handler, sock, options)
         self.broker = broker
+
+    def notify(self, channel: str, message: Any) -> int:
+        """Send a ``notification`` ``{"channel", "message", "sender": null}`` to the members of ``channel``.
+
+        Returns how many WebSocket clients it was queued for.
+        """
+        text = make_message("notification", {"channel": channel, "message": message, "sender": None})
+        return self.broker.publish(_relay_channel(channel), [text, None])

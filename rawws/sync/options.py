@@ -90,8 +90,14 @@ class ServerOptions(ConnectionOptions):
     """Supported subprotocols; the client's order of preference wins."""
     select_subprotocol: SelectSubprotocol | None = None
     """``f(offered) -> str | None`` to choose the subprotocol yourself."""
-    origins: Sequence[str | None] | None = None
-    """Allowed ``Origin`` values (None in the list allows no header); others get 403. None: any."""
+    origins: Sequence[str | None] | str | None = None
+    """Allowed ``Origin`` values (None in the list allows no header); others get 403. None: any.
+
+    ``"same-origin"`` (in the list, or alone as short for ``["same-origin", None]``)
+    allows pages served from the host and port the request was sent to
+    (:func:`rawws.handshake.check_origin`)."""
+    allowed_hosts: Sequence[str] | None = None
+    """Names the ``Host`` header may carry (``["localhost", "127.0.0.1"]``), port aside; others get 403. None: any."""
     process_request: ProcessRequest | None = None
     """``f(pending, request) -> Response | None``: answer plain HTTP instead of upgrading."""
     max_handshakes: int | None = 256
@@ -143,7 +149,8 @@ class ServerSettings(ConnectionSettings, total=False):
 
     subprotocols: Sequence[str]
     select_subprotocol: SelectSubprotocol | None
-    origins: Sequence[str | None] | None
+    origins: Sequence[str | None] | str | None
+    allowed_hosts: Sequence[str] | None
     process_request: ProcessRequest | None
     max_handshakes: int | None
     ssl: SSLContext | None

@@ -19,6 +19,21 @@ class PendingConnection:
     :meth:`respond` builds a plain HTTP response to return from
     ``process_request`` (to refuse, authenticate, redirect or serve a page).
     ``server`` is the :class:`~rawws.sync.server.Server` it came to.
+
+    ``context`` is a dict for what ``process_request`` learns (who the client
+    is, what it may do): if the connection is upgraded, the handler's
+    connection has the same dict as ``connection.context``, so nothing has
+    to be parsed twice::
+
+        def process_request(pending, request):
+            user = USERS.get(token_from(request.path))
+            if user is None:
+                return pending.respond(401, "unknown token\n")
+            pending.context["user"] = user
+            return None
+
+        def handler(connection):
+            user = connection.context["user"]
     """
 
     def __init__(self, sock: socket.socket, remote_address: Any, server: Any) -> None:
@@ -26,6 +41,7 @@ class PendingConnection:
         self.local_address: Any = sock.getsockname()
         self.secure = isinstance(sock, ssl.SSLSocket)
         self.server = server
+        self.context: dict[str, Any] = {}
 
     @staticmethod
     def respond(

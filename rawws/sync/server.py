@@ -61,7 +61,11 @@ _BUSY_RESPONSE = reject(
 
 
 class ServerConnection(Connection):
-    """The server side of a WebSocket connection; handlers receive one. ``server`` is its :class:`Server`."""
+    """The server side of a WebSocket connection; handlers receive one. ``server`` is its :class:`Server`.
+
+    ``context`` is the dict that ``process_request`` filled in on the
+    :class:`~rawws.sync.pending.PendingConnection` (empty without one).
+    """
 
     def __init__(
         self,
@@ -76,8 +80,10 @@ class ServerConnection(Connection):
         logger: logging.Logger,
         leftover: bytes,
         remote_address: Any,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.server = server
+        self.context: dict[str, Any] = {} if context is None else context
         super().__init__(
             sock,
             protocol,
@@ -264,12 +270,14 @@ class Server:
         deadline = Deadline(options.open_timeout)
         handshake = ServerHandshake(
             origins=options.origins,
+            allowed_hosts=options.allowed_hosts,
             subprotocols=options.subprotocols,
             select_subprotocol=options.select_subprotocol,
             compression=self.deflate,
             extra_headers=[("Server", SERVER_HEADER)],
         )
         sock = client
+        context: dict[str, Any] = {}
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(options.open_timeout)
@@ -287,7 +295,9 @@ class Server:
                     return None
                 request = handshake.receive_data(data)
             if options.process_request is not None:
-                answer = options.process_request(PendingConnection(sock, address, self), request)
+                pending = PendingConnection(sock, address, self)
+                context = pending.context
+                answer = options.process_request(pending, request)
                 if answer is not None and not isinstance(answer, Response):
                     raise TypeError(
                         f"process_request returned {type(answer).__name__}; it must return a "
@@ -333,6 +343,7 @@ class Server:
             logger=self.logger,
             leftover=handshake.remainder,
             remote_address=address,
+            context=context,
         )
 
     def _send_and_close(self, sock: socket.socket, data: bytes) -> None:
@@ -451,7 +462,10 @@ def serve(
     ``write_limit`` 1 MiB and ``write_timeout`` 20 s for peers that do not
     read; permessage-deflate accepted (``compression=None`` refuses it).
     ``origins`` lists allowed ``Origin`` values (None allows a missing
-    header); others get 403. ``process_request(pending, request)`` may return
+    header); others get 403; ``origins="same-origin"`` allows only pages
+    served from this server's own address (and non-browser clients, which
+    send no ``Origin``). ``allowed_hosts`` lists the names the ``Host`` header
+    may carry (the DNS rebinding defence); others get 403. ``process_request(pending, request)`` may return
     a :class:`~rawws.http11.Response` to answer plain HTTP instead of
     upgrading. Pass ``port=0`` for a free port (see :attr:`Server.port`).
     """

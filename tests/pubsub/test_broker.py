@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rawws import MessageBroker, SubscriberGone
+from rawws import MessageBroker, SubscriberGone, connect, serve
+from rawws.pubsub.broker import RESERVED
 
 
 def test_classic_publish_returns_the_count() -> None:
@@ -232,3 +233,34 @@ def test_random_interleavings_match_a_sequential_model(programs: list[list[tuple
                 assert own == sorted(i for c, i in model if c == channel)
         final = {(c, i) for c in range(3) for i in range(3) if callbacks[(t, i)] in broker._channels.get(f"ch{c}", ())}
         assert final == model
+
+
+def test_a_closed_connection_subscriber_is_unsubscribed_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A subscriber whose connection closed (its ``send`` raises ConnectionClosed) is gone: one INFO line each."""
+    caplog.set_level(logging.INFO, logger="rawws.broker")
+    with serve(lambda ws: ws.recv(), "127.0.0.1", 0, ping_interval=None).start() as server:
+        ws = connect(f"ws://127.0.0.1:{server.port}/")
+        ws.close()
+        broker = MessageBroker()
+        assert broker.subscribe("news", ws.send) and broker.subscribe_pattern("n*", lambda c, m: ws.send(m))
+        broker.subscribe("weather", ws.send)
+        got: list[str] = []
+        broker.subscribe("news", got.append)
+        for text in ("one", "two", "three"):
+            assert broker.publish("news", text) == 1  # only the list: the closed connection is not notified
+
+    assert got == ["one", "two", "three"]
+    assert broker.subscribers("news") == 1 and broker.channels() == ["news"]  # gone from "weather" too
+    records = [r for r in caplog.records if r.name == "rawws.broker"]
+    assert [r.levelno for r in records] == [logging.INFO, logging.INFO]  # the channel callback and the pattern one
+    assert all(r.exc_info is None and "unsubscribed" in r.getMessage() for r in records)
+
+
+def test_patterns_do_not_match_reserved_channels() -> None:
+    broker = MessageBroker()
+    seen: list[str] = []
+    broker.subscribe_pattern("*", lambda channel, message: seen.append(channel))
+    broker.subscribe_pattern(RESERVED + "*", lambda channel, message: seen.append("reserved:" + channel[1:]))
+    broker.publish("news", 1)
+    broker.publish(RESERVED + "ws:news", 2)
+    assert seen == ["news", "reserved:ws:news"]

@@ -343,8 +343,14 @@ def test_the_server_never_writes_nan(broker_server: Any) -> None:
         with pytest.raises(ValueError, match="cannot encode the 'message' message as JSON"):
             make_message("message", {"channel": "c", "message": [value]})
     server = broker_server()
-    with pytest.raises(ValueError):  # a server-side publish is refused before it reaches anyone
-        server.broker.publish("c", (make_message("notification", {"channel": "c", "message": math.nan}), None))
+    with pytest.raises(ValueError):  # a server-side notification is refused before it reaches anyone
+        server.notify("c", math.nan)
+    with connect(f"ws://127.0.0.1:{server.port}/") as subscriber:
+        send_message(subscriber, "subscribe", {"channel": "c"})
+        next_of(subscriber, "subscribed")
+        assert server.broker.publish("c", [math.nan]) == 0  # not sent: nobody was notified
+        server.broker.publish("c", "fine")
+        assert next_of(subscriber, "message")["payload"]["message"] == "fine"  # the next thing it got
     assert json.loads(make_message("message", {"x": 1e308}))["payload"] == {"x": 1e308}
 
 
@@ -359,7 +365,7 @@ def test_parse_message_refuses_constants() -> None:
 
 
 class FakeConnection:
-    """Just enough of a Connection for a _Subscriber whose client never reads."""
+    """Just enough of a Connection for a BrokerClient whose client never reads."""
 
     remote_address = ("127.0.0.1", 1)
     buffered_amount = pubsub.HIGH_WATER  # full: pump() hands nothing over
@@ -380,7 +386,7 @@ class FakeConnection:
 
 def test_byte_cap_in_the_queue_itself() -> None:
     ws = FakeConnection()
-    subscriber = pubsub._Subscriber(ws, MessageBroker(), 1000, "drop_oldest", 10_000)  # type: ignore[arg-type]
+    subscriber = pubsub.BrokerClient(ws, MessageBroker(), 1000, "drop_oldest", 10_000)  # type: ignore[arg-type]
     for i in range(100):
         subscriber.enqueue(f"{i:04d}" + "x" * 996)
     assert list(subscriber._pending) == [f"{i:04d}" + "x" * 996 for i in range(90, 100)]  # the newest, in order
@@ -391,7 +397,7 @@ def test_byte_cap_in_the_queue_itself() -> None:
     assert ws.on_drain is None and not subscriber._pending and subscriber._pending_bytes == 0
 
     ws = FakeConnection()
-    subscriber = pubsub._Subscriber(ws, MessageBroker(), 1000, "close", 10_000)  # type: ignore[arg-type]
+    subscriber = pubsub.BrokerClient(ws, MessageBroker(), 1000, "close", 10_000)  # type: ignore[arg-type]
     for _ in range(10):
         subscriber.enqueue("x" * 1000)
     assert ws.closed_with is None
@@ -479,14 +485,14 @@ def test_cli_max_pending_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_departed_subscriber_is_freed_without_the_cyclic_gc(
     broker_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    refs: list[weakref.ref[pubsub._Subscriber]] = []
+    refs: list[weakref.ref[pubsub.BrokerClient]] = []
 
-    class Recorded(pubsub._Subscriber):
+    class Recorded(pubsub.BrokerClient):
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)
             refs.append(weakref.ref(self))
 
-    monkeypatch.setattr(pubsub, "_Subscriber", Recorded)
+    monkeypatch.setattr(pubsub, "BrokerClient", Recorded)
     server = broker_server(overflow="drop_oldest", max_pending_bytes=MiB)
     gc.collect()
     gc.disable()
@@ -519,7 +525,7 @@ except (OSError, AttributeError):
     malloc_trim = None
 
 def state():  # a function: no global may keep what it looks at alive
-    subscribers = [o for o in gc.get_objects() if isinstance(o, pubsub._Subscriber)]
+    subscribers = [o for o in gc.get_objects() if isinstance(o, pubsub.BrokerClient)]
     queued = sum(len(text) for subscriber in subscribers for text in subscriber._pending)
     connections = sum(isinstance(o, Connection) for o in gc.get_objects())
     return [server.broker.subscribers("c"), len(server.connections), len(subscribers), queued, connections]

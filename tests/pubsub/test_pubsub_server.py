@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +38,18 @@ def broker_server() -> Iterator[Any]:
         server.shutdown(scaled(10))
 
 
+class _AnyId:
+    """Equal to any server-assigned connection id ("c17")."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and re.fullmatch(r"c\d+", other) is not None
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+ANY_ID = _AnyId()
+
+
 def client(server: Server, **options: Any) -> ClientConnection:
     return connect(f"ws://127.0.0.1:{server.port}/", **options)
 
@@ -61,7 +74,8 @@ def test_subscribe_publish_and_count(broker_server: Any) -> None:
     send_message(publisher, "publish", {"channel": "news", "message": {"headline": "hi"}})
     assert next_of(publisher, "published")["payload"] == {"channel": "news", "notified": 2}
     for ws in (a, b):
-        assert next_of(ws, "message")["payload"] == {"channel": "news", "message": {"headline": "hi"}}
+        payload = next_of(ws, "message")["payload"]
+        assert payload == {"channel": "news", "message": {"headline": "hi"}, "sender": {"id": ANY_ID, "user": None}}
     send_message(b, "unsubscribe", {"channel": "news"})
     assert next_of(b, "unsubscribed")["payload"]["subscribers"] == 1
     send_message(publisher, "publish", {"channel": "news", "message": 2})
@@ -83,15 +97,29 @@ def test_chat_typing_notification_presence_and_ping(broker_server: Any) -> None:
     send_message(bob, "subscribe", {"channel": "room"})
     assert next_of(bob, "subscribed")["payload"]["subscribers"] == 2
     assert next_of(alice, "presence")["payload"] == {"channel": "room", "count": 2}  # Bob's
-    send_message(alice, "chat", {"channel": "room", "text": "Hi!", "user": "Alice"})
-    for ws in (alice, bob):
-        assert next_of(ws, "chat")["payload"] == {"channel": "room", "text": "Hi!", "user": "Alice"}
-    send_message(alice, "typing", {"channel": "room", "user": "Alice"})
-    assert next_of(bob, "typing")["payload"] == {"channel": "room", "user": "Alice", "typing": True}
+    send_message(alice, "chat", {"channel": "room", "text": "Hi!", "user": "Bob"})  # a claimed name is ignored
+    alice_id = next_of(alice, "chat")["payload"]["sender"]["id"]
+    assert next_of(bob, "chat")["payload"] == {
+        "channel": "room",
+        "text": "Hi!",
+        "sender": {"id": alice_id, "user": None},
+    }
+    send_message(alice, "typing", {"channel": "room", "user": "Bob"})
+    assert next_of(bob, "typing")["payload"] == {
+        "channel": "room",
+        "typing": True,
+        "sender": {"id": alice_id, "user": None},
+    }
     send_message(alice, "ping", {"n": 1})
     assert next_of(alice, "pong")["payload"] == {"n": 1}  # and the typing event did not come back to Alice
-    send_message(bob, "notification", {"channel": "room", "message": "maintenance at 5"})
-    assert next_of(alice, "notification")["payload"]["message"] == "maintenance at 5"
+    send_message(bob, "notification", {"channel": "room", "message": "maintenance at 5"})  # server code only
+    assert next_of(bob, "error")["payload"] == {"error": "forbidden", "type": "notification", "channel": "room"}
+    assert server.notify("room", "maintenance at 5") == 2
+    assert next_of(alice, "notification")["payload"] == {
+        "channel": "room",
+        "message": "maintenance at 5",
+        "sender": None,
+    }
     bob.close()
     assert next_of(alice, "presence")["payload"] == {"channel": "room", "count": 1}
     alice.close()
@@ -275,3 +303,22 @@ def test_dispatcher_routes_by_type() -> None:
     dispatcher.dispatch(make_message("notification", {"message": "New update"}))
     dispatcher.dispatch(make_message("typing", {"user": "Alice"}))
     assert seen == ["chat:Hi", "default:notification", "default:typing"]
+
+
+def test_pubsub_client_methods_say_what_they_do() -> None:
+    """Issue 13 item 11: ``help(PubSubClient)`` documents every public method."""
+    for name in ("start", "wait_open", "close", "subscribe", "unsubscribe", "publish", "send"):
+        doc = getattr(PubSubClient, name).__doc__
+        assert doc and len(doc.split()) >= 5, name
+
+
+def test_the_readme_broker_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's MessageBroker block defines everything it uses, and does what its comments say."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### `MessageBroker`") :]
+    block = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    assert 'broker.unsubscribe("news", callback)' in block
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["broker"].subscribers("news") == 0
+    assert capsys.readouterr().out == "got {'headline': 'rawws ships'}\n"
