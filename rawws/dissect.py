@@ -20,7 +20,7 @@ from __future__ import annotations
 import codecs
 import zlib
 from collections.abc import Sequence
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 from .frames import Opcode, apply_mask, is_valid_close_code
 
@@ -58,7 +58,8 @@ class DissectError(ValueError):
         self.close_code = close_code
 
 
-class DissectedFrame(NamedTuple):
+@dataclass(frozen=True)
+class DissectedFrame:
     """One frame exactly as it was on the wire, with its unmasked payload and what it means."""
 
     offset: int
@@ -236,7 +237,7 @@ class FrameStream:
     def _interpret(self, frame: DissectedFrame, payload_at: int) -> DissectedFrame:
         opcode = frame.opcode
         if opcode == Opcode.CLOSE:
-            return frame._replace(close=self._close(frame.payload, payload_at))
+            return replace(frame, close=self._close(frame.payload, payload_at))
         if opcode >= 8:
             return frame
         if opcode != Opcode.CONT:
@@ -261,7 +262,7 @@ class FrameStream:
             at = payload_at + max(exc.start - len(self._carry), 0)
             raise self._fail("§8.1", "the text is not valid UTF-8", at, 1007) from None
         self._carry = data[used:]  # a character that continues in the next frame
-        return frame._replace(text=text)
+        return replace(frame, text=text)
 
     def _inflate(self, frame: DissectedFrame, is_text: bool) -> DissectedFrame:
         self._pieces.append(frame.payload)
@@ -281,7 +282,7 @@ class FrameStream:
             except UnicodeDecodeError:
                 if self.check_text:
                     raise self._fail("§8.1", "the inflated text is not valid UTF-8", 0, 1007) from None
-        return frame._replace(inflated=data, text=text)
+        return replace(frame, inflated=data, text=text)
 
     def _close(self, payload: bytes, payload_at: int) -> tuple[int, str]:
         self.closed = True

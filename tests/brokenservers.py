@@ -44,7 +44,9 @@ class BrokenServer:
         assert bug in BUGS
         self.bug = bug
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)  # accept() wakes up to see that the server is stopping
         self.port = self.listener.getsockname()[1]
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -52,13 +54,16 @@ class BrokenServer:
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.listener.close()
+        self.stopping.set()
         self.thread.join(5)
+        self.listener.close()
 
     def _accept(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             try:
                 sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
