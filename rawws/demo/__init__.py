@@ -3,7 +3,10 @@
 The page, its script and its style sheet are files in this package, served
 through ``process_request``; ``/ws`` upgrades to the pub/sub protocol of
 :mod:`rawws.pubsub`. Nothing is fetched from the internet and there is no
-build step.
+build step. The page's wire panel shows its own connection's frames
+(:mod:`rawws.demo.wire`); for it, compression is negotiated without context
+takeover, so that every compressed message can be inflated on its own,
+whenever the panel is opened.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+from ..extensions.permessage_deflate import DeflateConfig
 from ..http11 import Request, Response
 from ..pubsub.broker import MessageBroker
 from ..pubsub.server import BrokerServer, broker_handler
 from ..sync.options import ServerOptions, ServerSettings
 from ..sync.pending import PendingConnection
 from ..sync.server import listen
+from .wire import with_wire_view
 
 __all__ = ["serve_demo", "STATIC"]
 
@@ -30,6 +35,10 @@ STATIC = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
+
+
+WIRE_VIEW_DEFLATE = DeflateConfig(server_no_context_takeover=True, client_no_context_takeover=True)
+"""The demo's compression: each message compressed on its own, so the wire view can inflate any of them."""
 
 
 def _load(name: str) -> bytes:
@@ -61,5 +70,6 @@ def serve_demo(
             return pending.respond(200, body, headers=[("Cache-Control", "no-cache")], content_type=kind)
         return pending.respond(404, f"no such page: {path}\n")
 
-    options = replace(replace(options or ServerOptions(), **settings), process_request=process_request)
-    return BrokerServer(broker_handler(broker), listen(host, port), options, broker)
+    defaults = ServerOptions(compression=WIRE_VIEW_DEFLATE)
+    options = replace(replace(options or defaults, **settings), process_request=process_request)
+    return BrokerServer(with_wire_view(broker_handler(broker)), listen(host, port), options, broker)
