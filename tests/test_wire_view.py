@@ -14,7 +14,7 @@ import pytest
 
 from rawws import connect
 from rawws.demo import serve_demo
-from rawws.demo.wire import SENT, RECEIVED
+from rawws.demo.wire import RECEIVED, SENT
 from rawws.sync.connection import Connection
 from tests.conftest import scaled
 
