@@ -78,6 +78,8 @@ class Verdict:
     expected: Expected | None
     observed: Observed
     failure: str | None
+    setup: bool = False
+    """The failure came before the case ran: connecting or the (valid) opening handshake."""
 
 
 _PROBE = b"rawws-fuzz-probe"
@@ -153,22 +155,39 @@ def _valid_request(target: Target, key: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+SETUP_ATTEMPTS = 3
+
+
 def run_case(target: Target, case: Case) -> Verdict:
-    """Connect, run ``case``, and judge the server's behaviour against the oracle."""
+    """Connect, run ``case``, and judge the server's behaviour against the oracle.
+
+    A failure to connect or to finish a valid handshake may be the machine's
+    (a busy loopback, a full accept queue) rather than the rule's: it is tried
+    again, up to :data:`SETUP_ATTEMPTS` times, before it is reported.
+    """
+    for attempt in range(SETUP_ATTEMPTS):
+        verdict = _run_once(target, case)
+        if not verdict.setup:
+            break
+        time.sleep(0.1 * (attempt + 1))
+    return verdict
+
+
+def _run_once(target: Target, case: Case) -> Verdict:
     the_rule = rule(case.rule)
     observed = Observed()
     try:
         conn = _Connection(target)
     except OSError as exc:
-        return Verdict(the_rule, None, observed, f"could not connect: {exc}")
+        return Verdict(the_rule, None, observed, f"could not connect: {exc}", setup=True)
     try:
         if case.request is not None:
             return _run_handshake_case(conn, the_rule, case, observed)
         return _run_frames_case(conn, the_rule, case, observed)
     except TimeoutError:
-        return Verdict(the_rule, None, observed, f"the handshake did not finish within {target.timeout} s")
+        return Verdict(the_rule, None, observed, f"the handshake did not finish within {target.timeout} s", setup=True)
     except (InvalidHandshake, ssl.SSLError, OSError) as exc:
-        return Verdict(the_rule, None, observed, f"the handshake failed: {exc}")
+        return Verdict(the_rule, None, observed, f"the handshake failed: {exc}", setup=True)
     finally:
         conn.close()
 
@@ -194,7 +213,7 @@ def _run_frames_case(conn: _Connection, the_rule: Rule, case: Case, observed: Ob
     response, leftover = _handshake(conn, _valid_request(conn.target, key))
     if response is None or response.status != 101:
         status = "no response" if response is None else f"HTTP {response.status}"
-        return Verdict(the_rule, expected, observed, f"a valid handshake was refused ({status})")
+        return Verdict(the_rule, expected, observed, f"a valid handshake was refused ({status})", setup=True)
     observed.status = 101
     if response.headers.get("Sec-WebSocket-Accept") != accept_key(key):
         accept = rule("handshake-accept")
