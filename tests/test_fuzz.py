@@ -64,7 +64,7 @@ def rawws_echo() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("rule", [r for r in RULES if not r.id.startswith("handshake")], ids=lambda r: r.id)
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_every_generated_case_is_what_its_rule_says_for_rawws_protocol(rule, data) -> None:  # type: ignore[no-untyped-def]
     case = data.draw(strategy_for(rule.id, "127.0.0.1", "/"))

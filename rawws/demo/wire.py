@@ -177,6 +177,9 @@ def _wire_request(message: str | bytes) -> bool | None:
 class _WithoutWireRequests:
     """The connection as the chat handler sees it: the same object, minus the wire panel's requests."""
 
+    _ws: Connection
+    _view: WireView
+
     def __init__(self, ws: Connection, view: WireView) -> None:
         object.__setattr__(self, "_ws", ws)
         object.__setattr__(self, "_view", view)
