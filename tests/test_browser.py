@@ -144,7 +144,8 @@ def test_the_wire_view_shows_a_sent_frame_masked_and_decoded(chromium: Browser, 
         page.wait_for(f"!!{sent}")
         rows = page.evaluate(
             f"(() => {{ const li = {sent}; li.querySelector('details').open = true;"
-            " return Object.fromEntries([...li.querySelectorAll('tr')].map(tr => [tr.dataset.field, tr.cells[1].textContent])); })()"
+            " return Object.fromEntries([...li.querySelectorAll('tr')]"
+            ".map(tr => [tr.dataset.field, tr.cells[1].textContent])); })()"
         )
         assert rows["MASK"] == "1"
         assert len(rows["masking key"].split()) == 4
