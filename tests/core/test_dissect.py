@@ -195,3 +195,11 @@ def test_decode_command_reports_the_broken_rule_and_exits_1() -> None:
 def test_decode_command_refuses_what_is_not_hex() -> None:
     result = _decode("zz")
     assert result.returncode == 2 and result.stderr == "decode: not hex: 'z'\n"
+
+
+def test_the_module_docstring_example_runs() -> None:
+    import doctest
+
+    import rawws.dissect
+
+    assert doctest.testmod(rawws.dissect).failed == 0
