@@ -1,4 +1,5 @@
-"""Command line: ``python -m rawws`` (the chat demo), ``serve --echo|--broker``, ``connect URL``."""
+"""Command line: ``python -m rawws`` (the chat demo), ``serve --echo|--broker``, ``connect URL``,
+``decode HEX`` (the frame dissector) and ``fuzz URL`` (the conformance fuzzer)."""
 
 from __future__ import annotations
 
@@ -238,6 +239,32 @@ def _report_close(ws: Any) -> int:
     return 0 if code in (1000, 1001) else 1
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    from .dissect import describe, dissect, parse_hex
+
+    try:
+        if args.file:
+            with open(args.file, "rb") as source:
+                data = source.read()
+        else:
+            data = parse_hex(" ".join(args.hex) if args.hex else sys.stdin.read())
+    except (OSError, ValueError) as exc:
+        print(f"decode: {exc}", file=sys.stderr)
+        return 2
+    if not data:
+        print("decode: no bytes given (hex as arguments or on stdin, or --file FILE)", file=sys.stderr)
+        return 2
+    frames, error = dissect(data, None if args.role == "any" else args.role, deflate=args.deflate)
+    print(describe(frames, error, limit=args.limit))
+    return 1 if error is not None else 0
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzz.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = argparse.ArgumentDefaultsHelpFormatter  # every --help shows every default
     parser = argparse.ArgumentParser(
@@ -328,6 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--insecure", action="store_true", help="wss:// without certificate checks (testing only)")
     c.set_defaults(func=cmd_connect)
+
+    x = sub.add_parser("decode", help="dissect frames: every field with its RFC 6455 section")
+    x.add_argument("hex", nargs="*", help="the bytes in hex, spaces allowed (read from stdin if absent)")
+    x.add_argument("--file", help="read raw bytes from this file instead")
+    x.add_argument(
+        "--role",
+        choices=["client", "server", "any"],
+        default="any",
+        help="who sent the bytes: a client must mask every frame, a server none (default: do not judge)",
+    )
+    x.add_argument("--deflate", action="store_true", help="permessage-deflate is in use: RSV1 frames are inflated")
+    x.add_argument("--limit", type=int, default=64, help="payload bytes shown in hex (default 64)")
+    x.set_defaults(func=cmd_decode)
+
+    from .fuzz.cli import add_arguments
+
+    f = sub.add_parser("fuzz", help="property-based conformance fuzzer for any WebSocket server (rawws[fuzz])")
+    add_arguments(f)
+    f.set_defaults(func=cmd_fuzz)
     return parser
 
 

@@ -216,6 +216,10 @@ class Protocol:
         self.eof_received = False
         self.trace = trace
         """If set, called with ("<" or ">", opcode, fin, payload) for every frame in and out."""
+        self.wire_tap: Callable[[str, bytes], None] | None = None
+        """If set, called with ("<", bytes) for every chunk :meth:`receive_data` is given and with (">", bytes)
+        for everything :meth:`data_to_send` hands out: the connection's bytes exactly as they cross the wire
+        (what the demo's wire view dissects). Called with the I/O layer's locks held: it must only queue."""
 
     def __repr__(self) -> str:
         return f"<Protocol {self.role.value} {self.state.name}>"
@@ -232,6 +236,8 @@ class Protocol:
         will do) parses them. An I/O layer passes the room left in its queue of
         received messages, so one read never costs more than that many messages.
         """
+        if self.wire_tap is not None and data:
+            self.wire_tap("<", bytes(data))
         if self.failure is not None or self.close_received is not None or self.eof_received:
             return []  # §5.5.1: nothing after the peer's close frame counts; after a failure, nothing at all
         events: list[Event] = []
@@ -550,6 +556,8 @@ class Protocol:
         if out:
             self._out = []
             self._pong_index = None
+            if self.wire_tap is not None:
+                self.wire_tap(">", b"".join(out))
         return out
 
     @property

@@ -19,6 +19,11 @@ Strategies:
 - :func:`encoded_frames` — wire bytes of a frame, masked as ``role`` sends.
 - :func:`frame_streams` — wire bytes of several frames, concatenated.
 - :func:`chunkings` — a way to split a byte string into chunks.
+- :func:`payload_lengths` — payload sizes at and around every boundary of
+  the length field's three forms (7, 16 and 64 bits, §5.2).
+- :func:`invalid_utf8` — bytes that are not valid UTF-8 (§8.1), the bad
+  sequence anywhere among valid text.
+- :func:`invalid_close_codes` — status codes no close frame may carry (§7.4).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ __all__ = [
     "frame_streams",
     "chunkings",
     "split",
+    "payload_lengths",
+    "invalid_utf8",
+    "invalid_close_codes",
 ]
 
 _close_codes = st.one_of(
@@ -120,3 +128,57 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 def chunkings(max_cuts: int = 20) -> st.SearchStrategy[list[int]]:
     """Cut points to pass to :func:`split` (offsets beyond the data are clipped)."""
     return st.lists(st.integers(0, 1 << 16), max_size=max_cuts)
+
+
+def payload_lengths(max_long: int = 70_000) -> st.SearchStrategy[int]:
+    """Payload sizes that exercise every length form of §5.2: 0-125 in 7 bits, 126-65535 in 16, more in 64.
+
+    Half of the draws sit on a boundary (0, 125, 126, 65535, 65536); a long
+    payload is at most ``max_long`` bytes.
+    """
+    edges = [0, 1, 125, 126, 127, 65535, 65536]
+    return st.one_of(
+        st.sampled_from([e for e in edges if e <= max_long]),
+        st.integers(0, 125),
+        st.integers(126, 2000),
+        st.integers(65536, max(65536, max_long)),
+    )
+
+
+# Byte sequences that can never occur in UTF-8, or only as part of a longer character (§8.1, RFC 3629).
+_BAD_UTF8 = [
+    b"\x80",  # a continuation byte with nothing to continue
+    b"\xbf",
+    b"\xc0\xaf",  # an overlong encoding of "/"
+    b"\xc1\xbf",
+    b"\xe0\x80\xaf",  # overlong, three bytes
+    b"\xed\xa0\x80",  # an encoded UTF-16 surrogate
+    b"\xed\xbf\xbf",
+    b"\xf4\x90\x80\x80",  # beyond U+10FFFF
+    b"\xf5",
+    b"\xff",
+    b"\xfe",
+    b"\xc3",  # a character cut short at the end of the message
+    b"\xe2\x82",
+]
+
+
+@st.composite
+def invalid_utf8(draw: Any, max_text: int = 40) -> bytes:
+    """Bytes that are not valid UTF-8: valid text with one bad sequence at any position."""
+    before: bytes = draw(st.text(max_size=max_text)).encode("utf-8")
+    after: bytes = draw(st.text(max_size=max_text)).encode("utf-8")
+    bad: bytes = draw(st.sampled_from(_BAD_UTF8))
+    if bad in (b"\xc3", b"\xe2\x82"):
+        after = b""  # only invalid as the very end; a following byte could complete it
+    return before + bad + after
+
+
+def invalid_close_codes() -> st.SearchStrategy[int]:
+    """Codes a close frame may not carry: 0-999, 1004-1006, 1015, 1016-2999 and 5000-65535 (§7.4.1, §7.4.2)."""
+    return st.one_of(
+        st.sampled_from([0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]),
+        st.integers(0, 999),
+        st.integers(1016, 2999),
+        st.integers(5000, 65535),
+    ).filter(lambda code: not is_valid_close_code(code))

@@ -253,3 +253,50 @@ def next_of(ws: Any, kind: str) -> dict[str, Any]:
         if message["type"] == kind:
             return message
     raise AssertionError(f"no {kind} message")
+
+
+def test_the_wire_view_shows_a_sent_frame_masked_and_decoded(chromium: Browser, tmp_path: Path) -> None:
+    server, port = start_demo()
+    try:
+        page = chromium.new_page(f"http://127.0.0.1:{port}/", width=1000, height=900)
+        page.wait_for("document.getElementById('status').dataset.state === 'online'")
+        js_set(page, "name", "Ada", "change")
+        assert page.evaluate("document.getElementById('wire').open") is False  # collapsed by default
+        page.evaluate("document.querySelector('#wire > summary').click()")
+        page.wait_for("document.getElementById('wire').open")
+        # The view shows what crosses the wire once it is open: wait for its first frame, then send.
+        js_set(page, "text", "first, to open the view", "input")
+        submit(page, "composer")
+        page.wait_for("document.querySelectorAll('#wire-frames li').length > 0")
+        js_set(page, "text", "Hello, wire!", "input")
+        submit(page, "composer")
+        sent = (
+            "[...document.querySelectorAll('#wire-frames li.sent')].find(li => li.dataset.masked === '1'"
+            " && [...li.querySelectorAll('tr')].some(tr => tr.dataset.field === 'text'"
+            " && tr.cells[1].textContent.includes('Hello, wire!')))"
+        )
+        page.wait_for(f"!!{sent}")
+        rows = page.evaluate(
+            f"(() => {{ const li = {sent}; li.querySelector('details').open = true;"
+            " return Object.fromEntries([...li.querySelectorAll('tr')]"
+            ".map(tr => [tr.dataset.field, tr.cells[1].textContent])); })()"
+        )
+        assert rows["MASK"] == "1"
+        assert len(rows["masking key"].split()) == 4
+        assert rows["payload (masked)"] != rows["payload (unmasked)"]
+        assert '"text":"Hello, wire!"' in rows["text"]
+        # The server's frames are there too, unmasked.
+        assert page.evaluate(
+            "[...document.querySelectorAll('#wire-frames li.received')].some(li => li.dataset.masked === '0')"
+        )
+        page.evaluate(
+            f"(() => {{ const li = {sent}, list = document.getElementById('wire-frames');"
+            " document.getElementById('wire').scrollIntoView(); list.scrollTop = li.offsetTop - list.offsetTop; })()"
+        )
+        shot = tmp_path / "wire-view.png"
+        page.screenshot(shot)
+        assert shot.stat().st_size > 5000
+        if os.environ.get("RAWWS_UPDATE_SCREENSHOT"):
+            shutil.copy(shot, ROOT / "docs" / "wire-view.png")
+    finally:
+        stop(server)

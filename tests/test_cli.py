@@ -72,10 +72,10 @@ def test_interactive_client(echo_server: tuple[subprocess.Popen[str], int]) -> N
         client.kill()
     assert client.stderr is not None
     trace = client.stderr.read()
-    # --trace shows every frame in and out.
-    assert re.search(r"> TEXT fin=1 len=10 b'first line'", trace)
-    assert re.search(r"< TEXT fin=1 len=11 b'second line'", trace)
-    assert re.search(r"> CLOSE fin=1 len=2", trace)
+    # --trace shows every frame in and out, in the one-line form of `python -m rawws decode`.
+    assert re.search(r"> TEXT fin=1 len=10 'first line'", trace)
+    assert re.search(r"< TEXT fin=1 len=11 'second line'", trace)
+    assert re.search(r"> CLOSE fin=1 len=2 code=1000", trace)
 
 
 def test_connect_to_nothing_fails_cleanly() -> None:

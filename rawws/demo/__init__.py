@@ -19,6 +19,11 @@ Who may use it (see the README's "Security" section):
 - **Names are bound to connections.** The page connects to ``/ws?name=NAME``;
   the server stamps that name and a connection id on everything the page
   sends, and refuses a second connection with the same name in a room.
+
+The page's wire panel shows its own connection's frames
+(:mod:`rawws.demo.wire`); for it, compression is negotiated without context
+takeover, so that every compressed message can be inflated on its own,
+whenever the panel is opened.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 from ..exceptions import InvalidHandshake
+from ..extensions.permessage_deflate import DeflateConfig
 from ..handshake import SAME_ORIGIN, check_host
 from ..http11 import Request, Response
 from ..pubsub.broker import MessageBroker
@@ -40,6 +46,7 @@ from ..pubsub.server import BrokerServer, broker_handler
 from ..sync.options import ServerOptions, ServerSettings
 from ..sync.pending import PendingConnection
 from ..sync.server import listen
+from .wire import with_wire_view
 
 __all__ = ["serve_demo", "demo_hosts", "STATIC", "MAX_NAME_LENGTH"]
 
@@ -52,6 +59,10 @@ STATIC = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
+
+
+WIRE_VIEW_DEFLATE = DeflateConfig(server_no_context_takeover=True, client_no_context_takeover=True)
+"""The demo's compression: each message compressed on its own, so the wire view can inflate any of them."""
 
 
 def _load(name: str) -> bytes:
@@ -98,7 +109,7 @@ def serve_demo(
     """
     files = {path: (_load(name), kind) for path, (name, kind) in STATIC.items()}
     broker = broker or MessageBroker()
-    options = replace(options or ServerOptions(), **settings)
+    options = replace(options or ServerOptions(compression=WIRE_VIEW_DEFLATE), **settings)
     hosts = options.allowed_hosts if options.allowed_hosts is not None else demo_hosts(host, extra_hosts)
     origins = options.origins if options.origins is not None else [SAME_ORIGIN, None, *extra_origins]
 
@@ -121,4 +132,4 @@ def serve_demo(
         return pending.respond(404, f"no such page: {path}\n")
 
     options = replace(options, process_request=process_request, origins=origins, allowed_hosts=hosts)
-    return BrokerServer(broker_handler(broker, unique_users=True), listen(host, port), options, broker)
+    return BrokerServer(with_wire_view(broker_handler(broker, unique_users=True)), listen(host, port), options, broker)

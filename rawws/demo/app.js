@@ -131,8 +131,13 @@ function connect() {
     clearInterval(state.pingTimer);
     state.pingTimer = setInterval(() => sendMessage("ping", { sent: Date.now() }), 15000);
     sendMessage("ping", { sent: Date.now() });
+    if ($("wire").open) sendMessage("wire", { on: true });
   });
-  ws.addEventListener("message", (event) => handleMessage(event.data));
+  ws.binaryType = "arraybuffer";  // binary messages are the wire view's reports
+  ws.addEventListener("message", (event) => {
+    if (typeof event.data === "string") handleMessage(event.data);
+    else showWireReport(event.data);
+  });
   ws.addEventListener("error", () => console.warn("WebSocket error"));
   ws.addEventListener("close", (event) => {
     if (state.ws !== ws) return;
@@ -202,6 +207,53 @@ $("composer").addEventListener("submit", (event) => {
     clearTimeout(state.stopTypingTimer);
     state.lastTypingSent = 0;
   }
+});
+
+// Wire view: while the panel is open, the server reports this connection's frames to it.
+const MAX_WIRE_ENTRIES = 200;
+
+function showWireReport(buffer) {
+  let report;
+  try { report = JSON.parse(new TextDecoder().decode(buffer)); } catch (e) { return; }
+  if (report.type !== "wire" || !$("wire").open) return;
+  const list = $("wire-frames");
+  for (const frame of report.payload.frames) list.appendChild(wireEntry(frame));
+  while (list.children.length > MAX_WIRE_ENTRIES) list.removeChild(list.firstChild);
+  list.scrollTop = list.scrollHeight;
+}
+
+function wireEntry(frame) {
+  const item = document.createElement("li");
+  item.className = frame.dir && frame.dir.startsWith("browser") ? "sent" : "received";
+  if (frame.error) {
+    item.classList.add("error");
+    item.textContent = (frame.dir ? frame.dir + ": " : "") + frame.error;
+    return item;
+  }
+  item.dataset.masked = frame.masked ? "1" : "0";
+  item.dataset.opcode = frame.opcode;
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  const dir = document.createElement("span");
+  dir.className = "dir";
+  dir.textContent = frame.dir;
+  summary.append(dir, " ", frame.line);
+  const table = document.createElement("table");
+  for (const [name, value, section] of frame.fields) {
+    const row = table.insertRow();
+    row.insertCell().textContent = name;
+    row.insertCell().textContent = value;
+    row.insertCell().textContent = section;
+    row.dataset.field = name;
+  }
+  details.append(summary, table);
+  item.appendChild(details);
+  return item;
+}
+
+$("wire").addEventListener("toggle", () => {
+  if (!$("wire").open) $("wire-frames").textContent = "";
+  sendMessage("wire", { on: $("wire").open });
 });
 
 connect();

@@ -37,6 +37,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Se
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from ..dissect import trace_line
 from ..exceptions import ClosedBy, ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import CloseCode, Data, serialize_close
 from ..http11 import Request, Response
@@ -569,20 +570,13 @@ def _final(exception: ConnectionClosed) -> Callable[[], ConnectionClosed]:
 
 
 def frame_tracer(logger: logging.Logger, peer: Any) -> Callable[[str, int, bool, Data], None]:
-    """A ``Protocol(trace=...)`` callback that logs every frame at DEBUG level, one line each."""
+    """A ``Protocol(trace=...)`` callback that logs every frame at DEBUG level, one line each.
+
+    The line is :func:`rawws.dissect.trace_line`'s, the form ``python -m rawws decode`` uses.
+    """
 
     def trace(direction: str, opcode: int, fin: bool, payload: Data) -> None:
-        preview = bytes(payload[:24])
-        logger.debug(
-            "%s %s %s fin=%d len=%d %r%s",
-            peer,
-            direction,
-            _OPCODE_NAMES.get(opcode, hex(opcode)),
-            fin,
-            len(payload),
-            preview,
-            "…" if len(payload) > 24 else "",
-        )
+        logger.debug("%s %s %s", peer, direction, trace_line(opcode, fin, payload))
 
     return trace
 
@@ -592,6 +586,3 @@ def _peername(sock: socket.socket) -> Any:
         return sock.getpeername()
     except OSError:  # already reset by the peer
         return None
-
-
-_OPCODE_NAMES = {0: "CONT", 1: "TEXT", 2: "BINARY", 8: "CLOSE", 9: "PING", 10: "PONG"}

@@ -14,7 +14,17 @@ import rawws
 from rawws.sync.options import ClientOptions, ClientSettings, ServerOptions, ServerSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CORE = ["frames", "utf8", "http11", "uri", "handshake", "opening", "protocol", "extensions.permessage_deflate"]
+CORE = [
+    "frames",
+    "utf8",
+    "http11",
+    "uri",
+    "handshake",
+    "opening",
+    "protocol",
+    "dissect",
+    "extensions.permessage_deflate",
+]
 
 
 def test_the_sans_io_core_imports_no_socket_ssl_or_threading() -> None:
@@ -27,6 +37,18 @@ def test_the_sans_io_core_imports_no_socket_ssl_or_threading() -> None:
     )
     result = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT)], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_hypothesis_stays_out_of_the_runtime_and_the_fuzz_command_until_it_runs() -> None:
+    # The fuzzer (rawws.fuzz) may import Hypothesis only in generate.py and runner.py, which the
+    # command loads when it runs; the command line and the rest of the package never do.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import rawws, rawws.__main__, rawws.dissect; "
+        "import rawws.fuzz.cli, rawws.fuzz.client, rawws.fuzz.report, rawws.fuzz.oracle; "
+        "rawws.__main__.build_parser(); print('hypothesis' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 def _private_definitions(tree: ast.Module) -> set[str]:

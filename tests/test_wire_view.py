@@ -1,0 +1,131 @@
+"""The demo's wire view (rawws.demo.wire): frames reported to their own connection only, only when asked.
+
+Real loopback connections to ``serve_demo``; rawws's client offers
+permessage-deflate as browsers do, so compressed frames are covered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rawws import connect
+from rawws.demo import serve_demo
+from rawws.demo.wire import RECEIVED, SENT
+from rawws.sync.connection import Connection
+from tests.conftest import scaled
+
+
+@pytest.fixture
+def demo_port() -> Iterator[int]:
+    server = serve_demo("127.0.0.1", 0, ping_interval=None)
+    server.start()
+    try:
+        yield server.port
+    finally:
+        server.shutdown(timeout=scaled(5))
+
+
+def send(ws: Connection, type: str, payload: Any) -> None:
+    ws.send(json.dumps({"type": type, "payload": payload, "timestamp": 0}, separators=(",", ":")))
+
+
+def reports_until(ws: Connection, found: Any, seconds: float = 5) -> list[dict[str, Any]]:
+    """Wire entries received until ``found(entries)`` holds; chat messages in between are skipped."""
+    entries: list[dict[str, Any]] = []
+    for _ in range(200):
+        message = ws.recv(timeout=scaled(seconds))
+        if isinstance(message, bytes):
+            report = json.loads(message)
+            assert report["type"] == "wire"
+            entries += report["payload"]["frames"]
+            if found(entries):
+                return entries
+    raise AssertionError(f"not found in {entries}")
+
+
+def wire_on(ws: Connection) -> None:
+    """Open the view and wait until it reports (the bytes already read when it opens are not shown)."""
+    send(ws, "wire", {"on": True})
+    send(ws, "ping", {"sent": 1})
+    reports_until(ws, lambda entries: bool(entries))
+
+
+def fields_of(entry: dict[str, Any]) -> dict[str, str]:
+    return {name: value for name, value, _ in entry["fields"]}
+
+
+def test_a_sent_message_is_shown_masked_and_decoded(demo_port: int) -> None:
+    with connect(f"ws://127.0.0.1:{demo_port}/ws", ping_interval=None) as ws:
+        assert ws.protocol.extensions  # permessage-deflate is in use
+        assert ws.protocol.wire_tap is None
+        send(ws, "subscribe", {"channel": "room:lobby"})
+        wire_on(ws)
+        text = "hello wire " * 10  # long enough to be compressed
+        send(ws, "chat", {"channel": "room:lobby", "text": text, "user": "ann"})
+
+        def has_chat(entries: list[dict[str, Any]]) -> bool:
+            return any(e.get("dir") == SENT and text in (e.get("text") or "") for e in entries) and any(
+                e.get("dir") == RECEIVED and text in (e.get("text") or "") for e in entries
+            )
+
+        entries = reports_until(ws, has_chat)
+        sent = next(e for e in entries if e.get("dir") == SENT and text in (e.get("text") or ""))
+        row = fields_of(sent)
+        assert sent["masked"] and row["MASK"] == "1" and len(row["masking key"].split()) == 4
+        assert sent["rsv1"] and row["RSV1"].startswith("1  compressed")
+        assert row["payload (masked)"] != row["payload (unmasked)"]
+        assert "mask=" in sent["line"] and sent["line"].startswith("TEXT fin=1 rsv=100")
+        echoed = next(e for e in entries if e.get("dir") == RECEIVED and text in (e.get("text") or ""))
+        assert not echoed["masked"] and "MASK" in fields_of(echoed) and fields_of(echoed)["MASK"] == "0"
+        # The view's own reports (binary messages) are left out of it.
+        assert all(e.get("opcode") != 2 for e in entries)
+
+
+def test_only_the_connection_that_asks_gets_reports_and_off_means_off(demo_port: int) -> None:
+    url = f"ws://127.0.0.1:{demo_port}/ws"
+    with connect(url, ping_interval=None) as watcher, connect(url, ping_interval=None) as other:
+        for ws in (watcher, other):
+            send(ws, "subscribe", {"channel": "room:x"})
+        wire_on(watcher)
+        send(other, "chat", {"channel": "room:x", "text": "from other", "user": "bob"})
+        entries = reports_until(watcher, lambda es: any("from other" in (e.get("text") or "") for e in es))
+        assert all(e["dir"] == RECEIVED for e in entries if "from other" in (e.get("text") or ""))
+        # The other connection got chat messages only, never a report.
+        got = [other.recv(timeout=scaled(5)) for _ in range(3)]  # subscribed, presence x2 / chat
+        assert all(isinstance(m, str) for m in got)
+        send(watcher, "wire", {"on": False})
+        send(watcher, "ping", {"sent": 1})
+        pong = None
+        for _ in range(20):
+            message = watcher.recv(timeout=scaled(5))
+            if isinstance(message, str) and json.loads(message)["type"] == "pong":
+                pong = message
+                break
+        assert pong is not None
+        send(other, "chat", {"channel": "room:x", "text": "after off", "user": "bob"})
+        late_reports = []
+        for _ in range(20):
+            message = watcher.recv(timeout=scaled(5))
+            if isinstance(message, bytes):  # one already on its way when the panel closed may still land
+                late_reports.append(message)
+            elif "after off" in message:
+                break
+        assert not any(b"after off" in report for report in late_reports)
+
+
+def test_the_tap_is_off_unless_asked_and_costs_one_check() -> None:
+    from rawws.protocol import SERVER, Protocol
+
+    protocol = Protocol(SERVER)
+    assert protocol.wire_tap is None
+    seen: list[tuple[str, bytes]] = []
+    protocol.wire_tap = lambda direction, data: seen.append((direction, data))
+    hello = bytes.fromhex("818537fa213d7f9f4d5158")
+    protocol.receive_data(hello)
+    protocol.send_text("Hi")
+    out = b"".join(protocol.data_to_send())
+    assert seen == [("<", hello), (">", out)]
