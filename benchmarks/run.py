@@ -3,7 +3,7 @@
 Run by hand (not part of the test suite):
 
     (cd benchmarks/loadgen && npm install)        # the load generator: Node.js + ws
-    python benchmarks/run.py                      # everything, ~20 minutes
+    python benchmarks/run.py                      # everything, 40 minutes or more
     python benchmarks/run.py --only rt,inflight --reps 3
     python benchmarks/run.py --markdown benchmarks/RESULTS.md
     python benchmarks/run.py --only idle,brokerburst --idle-counts 1000 --hold 5   # bursts
@@ -119,7 +119,11 @@ class ServerProcess:
         line = self.process.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"server {kind} did not start: {line!r}")
-        self.port = int(line.split()[1])
+        words = line.split()
+        self.port = int(words[1])
+        if source and len(words) > 2 and os.path.realpath(words[2]) != os.path.realpath(source):
+            self.stop()
+            raise RuntimeError(f"server {kind} imported rawws from {words[2]}, not from {source}")
 
     def cpu_seconds(self) -> float:
         with open(f"/proc/{self.process.pid}/stat") as f:

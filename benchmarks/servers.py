@@ -26,7 +26,8 @@ WebSocket servers answer three paths: ``/`` echoes, ``/sub`` registers a
 subscriber (answered with ``ready``), ``/pub`` broadcasts each message it
 receives to every subscriber and answers with the count and the seconds the
 server spent sending.
-Prints ``ready PORT`` on stdout once listening.
+Prints ``ready PORT [DIR]`` on stdout once listening, DIR being the checkout rawws was imported
+from (for the servers that use rawws).
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ from typing import Any
 
 # RAWWS_SOURCE: measure rawws from another checkout (run.py --rawws-before DIR).
 sys.path.insert(0, os.environ.get("RAWWS_SOURCE") or os.path.join(os.path.dirname(__file__), ".."))
+
+
+def ready(port: int) -> None:
+    """Tell run.py the port, and where rawws came from if this server uses it (``--rawws-before``)."""
+    rawws = sys.modules.get("rawws")
+    print(
+        "ready",
+        port,
+        os.path.dirname(os.path.dirname(os.path.abspath(rawws.__file__ or ""))) if rawws else "",
+        flush=True,
+    )
 
 
 def raise_fd_limit() -> None:
@@ -80,7 +92,7 @@ def run_rawws(port: int, compression: str | None) -> None:
 
     options: dict[str, Any] = {"max_size": 16 * 2**20, "compression": compression}
     server = rawws.serve(handler, "127.0.0.1", port, **options)
-    print("ready", server.port, flush=True)
+    ready(server.port)
     server.serve_forever()
 
 
@@ -121,7 +133,7 @@ def run_websockets(port: int, compression: str | None) -> None:
                 ws.send(message)
 
     with serve(handler, "127.0.0.1", port, compression=compression, max_size=16 * 2**20) as server:
-        print("ready", server.socket.getsockname()[1], flush=True)
+        ready(server.socket.getsockname()[1])
         server.serve_forever()
 
 
@@ -138,7 +150,7 @@ def run_rawws_broker(port: int, presence: bool) -> None:
             return super().publish(channel, message)
 
     server = rawws.serve_broker("127.0.0.1", port, broker=None if presence else QuietBroker())
-    print("ready", server.port, flush=True)
+    ready(server.port)
     server.serve_forever()
 
 
@@ -213,7 +225,7 @@ def run_websockets_relay(port: int, presence: bool) -> None:
                             del rooms[channel]
 
     with serve(handler, "127.0.0.1", port, compression=None, max_size=65536) as server:
-        print("ready", server.socket.getsockname()[1], flush=True)
+        ready(server.socket.getsockname()[1])
         server.serve_forever()
 
 
@@ -243,7 +255,7 @@ def run_tcp(port: int) -> None:
                 sock.sendall(header + body)
 
     listener = socket.create_server(("127.0.0.1", port), backlog=4096)
-    print("ready", listener.getsockname()[1], flush=True)
+    ready(listener.getsockname()[1])
     threading.stack_size(512 * 1024)
     while True:
         client, _ = listener.accept()
