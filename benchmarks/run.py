@@ -257,7 +257,7 @@ class Report:
         self, title: str, unit: str, rows: list[tuple[str, dict[str, Cell]]], lower_is_better: bool = False
     ) -> None:
         labels = list(rows[0][1])
-        self.out(f"\n### {title}\n")
+        self.out(f"\n### {title} ({pinning()})\n")
         header = ["scenario"] + labels + [f"rawws/{label}" for label in labels if label != "rawws"]
         header += ["loadgen CPU", "rawws server CPU"]
         self.out("| " + " | ".join(header) + " |")
@@ -620,7 +620,7 @@ def main() -> None:
             lower_is_better=True,
         )
     if "broker" in only:
-        report.out("\n### Pub/sub server: one publish until every subscriber has it (ms)\n")
+        report.out(f"\n### Pub/sub server: one publish until every subscriber has it (ms, {pinning()})\n")
         report.out("`rawws.serve_broker()` and its JSON protocol (subscribe, publish, message).\n")
         report.out("| subscribers | median | worst of 20 |")
         report.out("|---|---|---|")
