@@ -257,7 +257,7 @@ class Report:
         self, title: str, unit: str, rows: list[tuple[str, dict[str, Cell]]], lower_is_better: bool = False
     ) -> None:
         labels = list(rows[0][1])
-        self.out(f"\n### {title} ({pinning()})\n")
+        self.out(f"\n### {title} · {pinning()}\n")
         header = ["scenario"] + labels + [f"rawws/{label}" for label in labels if label != "rawws"]
         header += ["loadgen CPU", "rawws server CPU"]
         self.out("| " + " | ".join(header) + " |")
@@ -327,7 +327,7 @@ def failure_note(result: dict[str, Any], alive: bool) -> str:
 
 def run_idle(report: Report, counts: list[int], hold: float, servers: list[tuple[str, str, dict[str, Any]]]) -> None:
     """The burst: N connections opened and held, then one small echo on every one at once."""
-    report.out(f"\n### Burst: idle connections all sending at once ({pinning()})\n")
+    report.out(f"\n### Burst: idle connections all sending at once · {pinning()}\n")
     report.out(
         f"Held for {hold:.0f} s, then one 32-byte echo sent on every connection at once. "
         "*all answered in*: from the first send until the last answer (— if any was missing after "
@@ -389,7 +389,7 @@ def run_broker_burst(
     report: Report, counts: list[int], hold: float, servers: list[tuple[str, str, dict[str, Any]]], presence: bool
 ) -> None:
     """The pub/sub burst: N subscribers of one channel, one publish, until every subscriber has it."""
-    report.out(f"\n### Pub/sub burst: one publish to N subscribers of one channel ({pinning()})\n")
+    report.out(f"\n### Pub/sub burst: one publish to N subscribers of one channel · {pinning()}\n")
     if presence:
         joins = (
             "each join sends a `presence` message to everyone already there: N²/2 messages, "
@@ -458,7 +458,7 @@ def run_sustained(
     room_servers: list[tuple[str, str, dict[str, Any]]],
 ) -> None:
     """Chat-like load: every connection sends ``rate`` messages/s on its own random phase."""
-    report.out(f"\n### Sustained chat-like load ({pinning()})\n")
+    report.out(f"\n### Sustained chat-like load · {pinning()}\n")
     report.out(
         f"{conns:,} connections × {rate:g} messages/s each for {seconds:g} s, each connection on its own "
         "random phase; ~150-byte JSON text messages. *echo*: latency of each echo on its own connection. "
@@ -620,7 +620,7 @@ def main() -> None:
             lower_is_better=True,
         )
     if "broker" in only:
-        report.out(f"\n### Pub/sub server: one publish until every subscriber has it (ms, {pinning()})\n")
+        report.out(f"\n### Pub/sub server: one publish until every subscriber has it (ms) · {pinning()}\n")
         report.out("`rawws.serve_broker()` and its JSON protocol (subscribe, publish, message).\n")
         report.out("| subscribers | median | worst of 20 |")
         report.out("|---|---|---|")
