@@ -314,6 +314,13 @@ def cpu_between(marks: Marks, first: str = "burst", last: str = "done") -> str:
     return "—"
 
 
+def opened(result: dict[str, Any]) -> str:
+    """How many connections the load generator opened, and in how long."""
+    count = f"{result.get('opened', 0):,}"
+    seconds = result.get("open_seconds")
+    return f"{count} in {fmt(seconds, ' s')}" if seconds is not None else count
+
+
 def seconds_or_dash(value: float | None, unit: str = " s") -> str:
     return fmt(value, unit) if value is not None else "—"
 
@@ -377,7 +384,7 @@ def run_idle(report: Report, counts: list[int], hold: float, servers: list[tuple
             else:
                 rss = threads = fds = "—"
             report.out(
-                f"| {label} | {n:,} | {result.get('opened', 0):,} | {result.get('answered', 0):,} | "
+                f"| {label} | {n:,} | {opened(result)} | {result.get('answered', 0):,} | "
                 f"{seconds_or_dash(result.get('all_seconds'))}{failure_note(result, alive)} | "
                 f"{seconds_or_dash(result.get('p50_ms'), ' ms')} | {seconds_or_dash(result.get('p99_ms'), ' ms')} | "
                 f"{rss} | {threads} | {fds} | {cpu_between(marks)} |"
@@ -406,8 +413,7 @@ def run_broker_burst(
         "each subscriber's own delivery time.\n"
     )
     report.out(
-        "| server | subscribers | subscribed | setup (presence msgs) | delivered | all delivered in "
-        "| p50 | p99 | server CPU |"
+        "| server | subscribers | subscribed | presence msgs | delivered | all delivered in | p50 | p99 | server CPU |"
     )
     report.out("|---|---|---|---|---|---|---|---|---|")
     for n in counts:
@@ -434,14 +440,9 @@ def run_broker_burst(
             finally:
                 alive = server.process.poll() is None
                 server.stop()
-            setup = result.get("setup_seconds")
-            setup_text = (
-                f"{seconds_or_dash(setup)} ({result.get('presence', 0):,}"
-                + ("" if result.get("settled", True) else ", still arriving")
-                + ")"
-            )
+            setup_text = f"{result.get('presence', 0):,}" + ("" if result.get("settled", True) else " (still arriving)")
             report.out(
-                f"| {label} | {n:,} | {result.get('opened', 0):,} | {setup_text} | {result.get('answered', 0):,} | "
+                f"| {label} | {n:,} | {opened(result)} | {setup_text} | {result.get('answered', 0):,} | "
                 f"{seconds_or_dash(result.get('all_seconds'))}{failure_note(result, alive)} | "
                 f"{seconds_or_dash(result.get('p50_ms'), ' ms')} | {seconds_or_dash(result.get('p99_ms'), ' ms')} | "
                 f"{cpu_between(marks)} |"

@@ -310,7 +310,7 @@ async function idle() {
   const closedBeforeEnd = closedEarly;
   await Promise.race([Promise.all(clients.map((c) => c.close())), sleep(30)]);
   return {
-    opened: clients.length, answered, closed_early: closedBeforeEnd, errors: clients.length - answered,
+    opened: clients.length, open_seconds: openSeconds, answered, closed_early: closedBeforeEnd, errors: clients.length - answered,
     ...burstTimes(times, finished && answered === clients.length), send_seconds: sendSeconds,
   };
 }
@@ -422,7 +422,7 @@ async function brokerBurst() {
     if (s.ws.readyState === WebSocket.CLOSED) resolve(); else { s.ws.on('close', resolve); s.ws.close(); }
   }))), sleep(30)]);
   return {
-    opened: subs.length, answered: times.length, notified, settled, setup_seconds: setupSeconds,
+    opened: subs.length, answered: times.length, notified, settled, open_seconds: openSeconds, setup_seconds: setupSeconds,
     presence, closed_early: closedEarly,
     errors: errors + (subs.length - times.length), ...burstTimes(times, finished && times.length === subs.length),
   };
@@ -530,7 +530,7 @@ async function sustained() {
   lags.sort((a, b) => a - b);
   const ms = (p) => (lat.length ? percentile(lat, p) * 1e3 : null);
   return {
-    opened: clients.length, sent, expected, delivered, own, errors: errors + (expected - delivered),
+    opened: clients.length, open_seconds: openSeconds, sent, expected, delivered, own, errors: errors + (expected - delivered),
     p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), max_ms: lat.length ? lat[lat.length - 1] * 1e3 : null,
     lag_p99_ms: lags.length ? percentile(lags, 0.99) * 1e3 : null, closed_early: closedEarly,
     send_seconds: sendEnd - begin, drain_seconds: drainSeconds, loadgen_cpu: cpu / (sendEnd - begin),
