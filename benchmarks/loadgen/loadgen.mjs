@@ -454,6 +454,7 @@ async function sustained() {
         if (m.type !== 'chat') return;
         const [from, , t] = m.payload.text.split(' ');
         if (Number(from) === s.index) { own++; return; }
+        if (Math.floor(Number(from) / roomSize) !== Math.floor(s.index / roomSize)) { errors++; return; }  // misrouted
         lat.push(now() - Number(t));
         delivered++;
       }, counters);
