@@ -44,13 +44,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # (server kind, label, load generator options)
-WS_SERVERS = [
+ServerSpec = tuple[str, str, dict[str, Any]]
+WS_SERVERS: list[ServerSpec] = [
     ("rawws", "rawws", {"kind": "ws"}),
     ("websockets", "websockets", {"kind": "ws"}),
     ("websockets-deflate", "websockets+deflate", {"kind": "ws", "deflate": True}),
 ]
-TCP_SERVER = ("tcp", "bare TCP", {"kind": "tcp"})
-BROKER_SERVER = [("rawws-broker", "rawws broker", {"kind": "ws"})]
+TCP_SERVER: ServerSpec = ("tcp", "bare TCP", {"kind": "tcp"})
+BROKER_SERVER: list[ServerSpec] = [("rawws-broker", "rawws broker", {"kind": "ws"})]
 
 
 PINNED = False  # --pin
@@ -557,7 +558,7 @@ def main() -> None:
     )
     global WS_SERVERS, TCP_SERVER
     broker_servers = list(BROKER_SERVER)
-    room_servers = broker_servers + [("websockets-relay", "websockets relay", {"kind": "ws"})]
+    room_servers: list[ServerSpec] = broker_servers + [("websockets-relay", "websockets relay", {"kind": "ws"})]
     if args.rawws_before:
         before = os.path.abspath(args.rawws_before)
         WS_SERVERS.insert(1, ("rawws", "rawws-before", {"kind": "ws", "source": before}))

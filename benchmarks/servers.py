@@ -218,10 +218,10 @@ def run_websockets_relay(port: int, presence: bool) -> None:
         finally:
             with lock:
                 for channel in joined:
-                    room = rooms.get(channel)
-                    if room is not None:
-                        room.discard(ws)
-                        if not room:
+                    left = rooms.get(channel)
+                    if left is not None:
+                        left.discard(ws)
+                        if not left:
                             del rooms[channel]
 
     with serve(handler, "127.0.0.1", port, compression=None, max_size=65536) as server:
