@@ -308,9 +308,11 @@ async function idle() {
   console.log(JSON.stringify({ phase: 'done' }));
   const answered = times.length;
   const closedBeforeEnd = closedEarly;
-  await Promise.race([Promise.all(clients.map((c) => c.close())), sleep(30)]);
+  const closeStart = now();
+  const closedAll = await Promise.race([Promise.all(clients.map((c) => c.close())).then(() => true), sleep(30).then(() => false)]);
+  const closeSeconds = closedAll ? now() - closeStart : null;
   return {
-    opened: clients.length, open_seconds: openSeconds, answered, closed_early: closedBeforeEnd, errors: clients.length - answered,
+    opened: clients.length, open_seconds: openSeconds, close_seconds: closeSeconds, answered, closed_early: closedBeforeEnd, errors: clients.length - answered,
     ...burstTimes(times, finished && answered === clients.length), send_seconds: sendSeconds,
   };
 }
