@@ -3,13 +3,16 @@
 Run by hand (not part of the test suite):
 
     (cd benchmarks/loadgen && npm install)        # the load generator: Node.js + ws
-    python benchmarks/run.py                      # everything, ~20 minutes
+    python benchmarks/run.py                      # everything, 40 minutes or more
     python benchmarks/run.py --only rt,inflight --reps 3
     python benchmarks/run.py --markdown benchmarks/RESULTS.md
+    python benchmarks/run.py --only idle,brokerburst --idle-counts 1000 --hold 5   # bursts
+    python benchmarks/run.py --only sustained --sustained-conns 200 --sustained-seconds 5
 
-Each server runs in its own process (``servers.py``), pinned to CPU 0; the load
-generator (``loadgen/loadgen.mjs``, Node.js) runs in another process pinned to
-CPU 1, so they never compete for a core. Every echo is checked byte for byte
+Each server runs in its own process (``servers.py``) and the load generator
+(``loadgen/loadgen.mjs``, Node.js) in another, free on every CPU as users run
+servers; ``--pin`` pins the server to CPU 0 and the load generator to CPU 1 so
+they never compete for a core (every report says which). Every echo is checked byte for byte
 by the load generator; a run with any error is reported and left out of the
 medians. The table shows medians over ``--reps`` repetitions (interleaved
 across servers to spread the machine's noise) and the ratio rawws / peer.
@@ -23,11 +26,13 @@ import argparse
 import json
 import os
 import platform
+import queue
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,18 +44,64 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # (server kind, label, load generator options)
-WS_SERVERS = [
+ServerSpec = tuple[str, str, dict[str, Any]]
+WS_SERVERS: list[ServerSpec] = [
     ("rawws", "rawws", {"kind": "ws"}),
     ("websockets", "websockets", {"kind": "ws"}),
     ("websockets-deflate", "websockets+deflate", {"kind": "ws", "deflate": True}),
 ]
-TCP_SERVER = ("tcp", "bare TCP", {"kind": "tcp"})
+TCP_SERVER: ServerSpec = ("tcp", "bare TCP", {"kind": "tcp"})
+BROKER_SERVER: list[ServerSpec] = [("rawws-broker", "rawws broker", {"kind": "ws"})]
+
+
+PINNED = False  # --pin
+PINNED_LABEL = "pinned (server CPU 0, load generator CPU 1)"
+# Descriptors a process needs besides one per connection (listener, pipes, the interpreter's own files).
+FD_MARGIN = 64
 
 
 def pin(cpu: int) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+    if PINNED and shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", str(cpu)]
     return []
+
+
+def pinning() -> str:
+    return PINNED_LABEL if PINNED else "unpinned"
+
+
+# Descriptors per connection in the server process, measured ("fds / conn" in the burst table):
+# websockets' sync server holds 4 per connection (websockets 17), rawws and the bare TCP server 1.
+FDS_PER_CONNECTION = {"websockets": 4, "websockets-deflate": 4, "websockets-relay": 4}
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Raise ``ulimit -n`` for this process and its children: the hard limit too where allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return
+        except (ValueError, OSError):
+            pass  # needs CAP_SYS_RESOURCE: fd_shortage() then names what does not fit
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def fd_shortage(connections: int, kind: str) -> str | None:
+    """Why ``connections`` to a ``kind`` server cannot be opened under ``ulimit -n`` (None if they can).
+
+    The load generator holds one descriptor per connection, the server
+    :data:`FDS_PER_CONNECTION`; past the limit the server's accept() fails
+    and the run would only time out.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = connections * FDS_PER_CONNECTION.get(kind, 1) + FD_MARGIN
+    if soft != resource.RLIM_INFINITY and soft < need:
+        return (
+            f"skipped: {connections:,} connections need ulimit -n ≥ {need:,} in the {kind} server "
+            f"(the hard limit here is {soft:,})"
+        )
+    return None
 
 
 class ServerProcess:
@@ -69,7 +120,11 @@ class ServerProcess:
         line = self.process.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"server {kind} did not start: {line!r}")
-        self.port = int(line.split()[1])
+        words = line.split()
+        self.port = int(words[1])
+        if source and len(words) > 2 and os.path.realpath(words[2]) != os.path.realpath(source):
+            self.stop()
+            raise RuntimeError(f"server {kind} imported rawws from {words[2]}, not from {source}")
 
     def cpu_seconds(self) -> float:
         with open(f"/proc/{self.process.pid}/stat") as f:
@@ -98,27 +153,52 @@ class ServerProcess:
 
 
 def loadgen(scenario: str, args: dict[str, Any], timeout: float, on_line: Any = None) -> dict[str, Any]:
+    """Run one load generator scenario; its last JSON line is the result.
+
+    Lines with a ``phase`` go to ``on_line`` as they come. Bounded by
+    ``timeout`` even when the load generator prints nothing: a reader thread
+    feeds a queue and the deadline is checked between lines.
+    """
     process = subprocess.Popen(
         pin(1) + ["node", LOADGEN, scenario, json.dumps(args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read(stream: Any) -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, args=(process.stdout,), daemon=True).start()
     last: dict[str, Any] = {"errors": 1, "error": "no output"}
     deadline = time.monotonic() + timeout
-    try:
-        for line in process.stdout:
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            process.kill()
+            process.wait()
+            return {"errors": 1, "error": f"load generator timed out after {timeout:.0f} s"}
+        if line is None:
+            break
+        try:
             data = json.loads(line)
-            if on_line is not None and "answered" not in data and "opened" in data:
-                on_line(data)
-            last = data
-            if time.monotonic() > deadline:
-                break
-        process.wait(max(1, deadline - time.monotonic()))
+        except ValueError:
+            continue
+        if on_line is not None and "phase" in data:
+            on_line(data)
+        last = data
+    try:
+        process.wait(max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         process.kill()
-        last = {"errors": 1, "error": "load generator timed out"}
+        process.wait()
+    if last.get("error") == "no output":
+        last["error"] = "load generator printed nothing: " + process.stderr.read()[-300:]
     return last
 
 
@@ -178,7 +258,7 @@ class Report:
         self, title: str, unit: str, rows: list[tuple[str, dict[str, Cell]]], lower_is_better: bool = False
     ) -> None:
         labels = list(rows[0][1])
-        self.out(f"\n### {title}\n")
+        self.out(f"\n### {title} · {pinning()}\n")
         header = ["scenario"] + labels + [f"rawws/{label}" for label in labels if label != "rawws"]
         header += ["loadgen CPU", "rawws server CPU"]
         self.out("| " + " | ".join(header) + " |")
@@ -215,20 +295,77 @@ class Report:
             self.out("\n(lower is better: a ratio below 1 means rawws is faster)")
 
 
+Marks = dict[str, tuple[float, float]]
+
+
+def recorder(server: ServerProcess, marks: Marks) -> Any:
+    """An ``on_line`` for :func:`loadgen`: the time and the server's CPU seconds at each phase line."""
+
+    def on_line(data: dict[str, Any]) -> None:
+        marks.setdefault(data["phase"], (time.monotonic(), server.cpu_seconds()))
+
+    return on_line
+
+
+def cpu_between(marks: Marks, first: str = "burst", last: str = "done") -> str:
+    """The server's CPU seconds between two of the load generator's phase lines."""
+    if first in marks and last in marks:
+        (t0, c0), (t1, c1) = marks[first], marks[last]
+        return f"{c1 - c0:.2f} s ({(c1 - c0) / max(t1 - t0, 1e-9) * 100:.0f}%)"
+    return "—"
+
+
+def opened(result: dict[str, Any]) -> str:
+    """How many connections the load generator opened, and in how long."""
+    count = f"{result.get('opened', 0):,}"
+    seconds = result.get("open_seconds")
+    return f"{count} in {fmt(seconds, ' s')}" if seconds is not None else count
+
+
+def seconds_or_dash(value: float | None, unit: str = " s") -> str:
+    return fmt(value, unit) if value is not None else "—"
+
+
+def failure_note(result: dict[str, Any], alive: bool) -> str:
+    note = "" if alive else " (server died)"
+    if result.get("error"):
+        note += f" ({str(result['error'])[:100]})"
+    return note
+
+
 def run_idle(report: Report, counts: list[int], hold: float, servers: list[tuple[str, str, dict[str, Any]]]) -> None:
-    report.out("\n### Idle connections\n")
-    report.out(f"Held for {hold:.0f} s, then one 32-byte echo sent on every connection at once.\n")
-    report.out("| server | connections | opened | answered | answer time | RSS / conn | threads / conn | fds / conn |")
-    report.out("|---|---|---|---|---|---|---|---|")
+    """The burst: N connections opened and held, then one small echo on every one at once."""
+    report.out(f"\n### Burst: idle connections all sending at once · {pinning()}\n")
+    report.out(
+        f"Held for {hold:.0f} s, then one 32-byte echo sent on every connection at once. "
+        "*all answered in*: from the first send until the last answer (— if any was missing after "
+        "60 s); p50 / p99: each connection's own answer time; RSS, threads and descriptors per "
+        "connection sampled while held.\n"
+    )
+    report.out(
+        "| server | connections | opened | answered | all answered in | p50 | p99 "
+        "| RSS / conn | threads / conn | fds / conn | server CPU |"
+    )
+    report.out("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in counts:
         for kind, label, options in servers:
+            shortage = fd_shortage(n, kind)
+            if shortage:
+                report.out(f"| {label} | {n:,} | {shortage} |")
+                continue
             server = ServerProcess(kind, options.get("source"))
             base = server.status()
             during: dict[str, int] = {}
+            marks: Marks = {}
+            mark = recorder(server, marks)
 
-            def sample(_: dict[str, Any], server: ServerProcess = server, during: dict[str, int] = during) -> None:
-                time.sleep(min(5.0, hold / 2))
-                during.update(server.status())
+            def sample(
+                data: dict[str, Any], server: ServerProcess = server, during: dict[str, int] = during, mark: Any = mark
+            ) -> None:
+                mark(data)
+                if data["phase"] == "opened":
+                    time.sleep(min(5.0, hold / 2))
+                    during.update(server.status())
 
             try:
                 result = loadgen(
@@ -247,14 +384,133 @@ def run_idle(report: Report, counts: list[int], hold: float, servers: list[tuple
                 fds = f"{per['fds']:.2f}"
             else:
                 rss = threads = fds = "—"
-            answered = result.get("answered", 0)
-            t = result.get("answer_seconds")
-            note = "" if alive else " (server died)"
-            if result.get("error"):
-                note += f" ({str(result['error'])[:80]})"
             report.out(
-                f"| {label} | {n:,} | {result.get('opened', 0):,} | {answered:,} | "
-                f"{fmt(t, ' s') if t is not None else '—'}{note} | {rss} | {threads} | {fds} |"
+                f"| {label} | {n:,} | {opened(result)} | {result.get('answered', 0):,} | "
+                f"{seconds_or_dash(result.get('all_seconds'))}{failure_note(result, alive)} | "
+                f"{seconds_or_dash(result.get('p50_ms'), ' ms')} | {seconds_or_dash(result.get('p99_ms'), ' ms')} | "
+                f"{rss} | {threads} | {fds} | {cpu_between(marks)} |"
+            )
+    report.out("\n(server CPU: the server's CPU seconds from the first send of the burst until the last answer)")
+
+
+def run_broker_burst(
+    report: Report, counts: list[int], hold: float, servers: list[tuple[str, str, dict[str, Any]]], presence: bool
+) -> None:
+    """The pub/sub burst: N subscribers of one channel, one publish, until every subscriber has it."""
+    report.out(f"\n### Pub/sub burst: one publish to N subscribers of one channel · {pinning()}\n")
+    if presence:
+        joins = (
+            "each join sends a `presence` message to everyone already there: N²/2 messages, "
+            "waited out before the publish, at most 120 s"
+        )
+    else:
+        joins = (
+            "`presence` announcements off (servers.py `-quiet` kinds): with them, N joins cost N²/2 "
+            "messages, 50 million for 10,000; `--broker-presence` keeps them"
+        )
+    report.out(
+        f"Every subscriber joins the channel `burst` ({joins}), then {hold:.0f} s held, then one `publish`. "
+        "*all delivered in*: from the publish until the last subscriber has the message; p50 / p99: "
+        "each subscriber's own delivery time.\n"
+    )
+    report.out(
+        "| server | subscribers | subscribed | presence msgs | delivered | all delivered in | p50 | p99 | server CPU |"
+    )
+    report.out("|---|---|---|---|---|---|---|---|---|")
+    for n in counts:
+        for kind, label, options in servers:
+            shortage = fd_shortage(n, kind)
+            if shortage:
+                report.out(f"| {label} | {n:,} | {shortage} |")
+                continue
+            server = ServerProcess(kind if presence else f"{kind}-quiet", options.get("source"))
+            marks: Marks = {}
+            try:
+                result = loadgen(
+                    "brokerburst",
+                    {
+                        "port": server.port,
+                        "subscribers": n,
+                        "hold": hold,
+                        "settle_timeout": 120,
+                        "answer_timeout": 60,
+                    },
+                    timeout=hold + 600,
+                    on_line=recorder(server, marks),
+                )
+            finally:
+                alive = server.process.poll() is None
+                server.stop()
+            setup_text = f"{result.get('presence', 0):,}" + ("" if result.get("settled", True) else " (still arriving)")
+            report.out(
+                f"| {label} | {n:,} | {opened(result)} | {setup_text} | {result.get('answered', 0):,} | "
+                f"{seconds_or_dash(result.get('all_seconds'))}{failure_note(result, alive)} | "
+                f"{seconds_or_dash(result.get('p50_ms'), ' ms')} | {seconds_or_dash(result.get('p99_ms'), ' ms')} | "
+                f"{cpu_between(marks)} |"
+            )
+    report.out("\n(server CPU: the server's CPU seconds from the publish until the last delivery)")
+
+
+def run_sustained(
+    report: Report,
+    conns: int,
+    rate: float,
+    seconds: float,
+    echo_servers: list[tuple[str, str, dict[str, Any]]],
+    room_servers: list[tuple[str, str, dict[str, Any]]],
+) -> None:
+    """Chat-like load: every connection sends ``rate`` messages/s on its own random phase."""
+    report.out(f"\n### Sustained chat-like load · {pinning()}\n")
+    report.out(
+        f"{conns:,} connections × {rate:g} messages/s each for {seconds:g} s, each connection on its own "
+        "random phase; ~150-byte JSON text messages. *echo*: latency of each echo on its own connection. "
+        "*rooms of 10*: pub/sub clients in rooms of 10, each sending `chat` to its room; latency from the "
+        "send to the delivery at each of the 9 other members. Latencies in ms; *delivered* counts "
+        "messages that arrived (within 10 s of the end) against those expected; *server CPU*: the "
+        "server's CPU seconds while the load ran, and as a share of one core; *send lag p99*: how late "
+        "the load generator sent against its schedule (high: the load generator was the limit).\n"
+    )
+    report.out(
+        "| load | server | delivered / expected | p50 | p90 | p99 | max | server CPU | loadgen CPU | send lag p99 |"
+    )
+    report.out("|---|---|---|---|---|---|---|---|---|---|")
+    for mode, servers in (("echo", echo_servers), ("rooms", room_servers)):
+        for kind, label, options in servers:
+            shortage = fd_shortage(conns, kind)
+            if shortage:
+                report.out(f"| {mode} | {label} | {shortage} |")
+                continue
+            server = ServerProcess(kind, options.get("source"))
+            marks: Marks = {}
+            try:
+                result = loadgen(
+                    "sustained",
+                    {
+                        "port": server.port,
+                        "mode": mode,
+                        "conns": conns,
+                        "rate": rate,
+                        "duration": seconds,
+                        "room_size": 10,
+                        "drain_timeout": 10,
+                    },
+                    timeout=seconds + 300,
+                    on_line=recorder(server, marks),
+                )
+            finally:
+                alive = server.process.poll() is None
+                server.stop()
+            server_cpu = cpu_between(marks, "load", "drain")
+            expected = result.get("expected", 0)
+            delivered = result.get("delivered", 0)
+            mark = "" if expected and delivered == expected and not result.get("errors") else " ⚠"
+            loadgen_cpu = result.get("loadgen_cpu")
+            report.out(
+                f"| {'echo' if mode == 'echo' else 'rooms of 10'} | {label} | "
+                f"{delivered:,} / {expected:,}{mark}{failure_note(result, alive)} | "
+                + " | ".join(seconds_or_dash(result.get(k), "") for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms"))
+                + f" | {server_cpu} | {f'{loadgen_cpu * 100:.0f}%' if loadgen_cpu is not None else '—'} | "
+                f"{seconds_or_dash(result.get('lag_p99_ms'), ' ms')} |"
             )
 
 
@@ -262,9 +518,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--only", default="rt,inflight,handshakes,fanout,broker,compression,idle")
-    parser.add_argument("--idle-counts", default="1000,5000,10000")
-    parser.add_argument("--hold", type=float, default=30.0)
+    parser.add_argument("--only", default="rt,inflight,handshakes,fanout,broker,compression,idle,brokerburst,sustained")
+    parser.add_argument("--idle-counts", default="1000,5000,10000", help="connections for the idle burst")
+    parser.add_argument("--broker-counts", default="1000,5000,10000", help="subscribers for the pub/sub burst")
+    parser.add_argument(
+        "--broker-presence",
+        action="store_true",
+        help="keep the presence messages while the pub/sub burst's subscribers join (N²/2 of them)",
+    )
+    parser.add_argument("--hold", type=float, default=30.0, help="seconds the burst connections are held")
+    parser.add_argument("--sustained-conns", type=int, default=1000)
+    parser.add_argument("--sustained-rate", type=float, default=10.0, help="messages/s per connection")
+    parser.add_argument("--sustained-seconds", type=float, default=20.0)
+    parser.add_argument("--pin", action="store_true", help=f"{PINNED_LABEL}; default: unpinned")
     parser.add_argument("--servers", default="", help="comma-separated labels to run (default: all)")
     parser.add_argument("--markdown", help="also write the report to this file")
     parser.add_argument(
@@ -273,10 +539,11 @@ def main() -> None:
         help="also measure rawws imported from another checkout (git worktree add DIR COMMIT), as 'rawws-before'",
     )
     args = parser.parse_args()
+    global PINNED
+    PINNED = args.pin
     if not os.path.isdir(os.path.join(HERE, "loadgen", "node_modules", "ws")):
         raise SystemExit("install the load generator first: (cd benchmarks/loadgen && npm install)")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the load generator
+    raise_fd_limit(4 * max(int(c) for c in f"{args.idle_counts},{args.broker_counts}".split(",")) + FD_MARGIN)
     only = set(args.only.split(","))
     report = Report()
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
@@ -287,14 +554,21 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {platform.platform()} · "
         f"{os.cpu_count()} CPUs · {platform.python_implementation()} {platform.python_version()} · "
         f"websockets {websockets.__version__} · load generator: Node.js {node} + ws · "
-        f"servers pinned to CPU 0, load generator to CPU 1 · medians of {args.reps} runs"
+        f"{pinning()} · medians of {args.reps} runs"
     )
     global WS_SERVERS, TCP_SERVER
+    broker_servers = list(BROKER_SERVER)
+    room_servers: list[ServerSpec] = broker_servers + [("websockets-relay", "websockets relay", {"kind": "ws"})]
     if args.rawws_before:
-        WS_SERVERS.insert(1, ("rawws", "rawws-before", {"kind": "ws", "source": os.path.abspath(args.rawws_before)}))
+        before = os.path.abspath(args.rawws_before)
+        WS_SERVERS.insert(1, ("rawws", "rawws-before", {"kind": "ws", "source": before}))
+        broker_servers.append(("rawws-broker", "rawws-before broker", {"kind": "ws", "source": before}))
+        room_servers.insert(1, broker_servers[-1])
     if args.servers:
         wanted = set(args.servers.split(","))
         WS_SERVERS = [s for s in WS_SERVERS if s[1] in wanted or s[0] in wanted]
+        # "rawws broker" and "websockets relay" follow "rawws" and "websockets"
+        room_servers = [s for s in room_servers if s[1] in wanted or s[1].split()[0] in wanted]
     all_servers = WS_SERVERS + [TCP_SERVER]
     plain_ws = [s for s in WS_SERVERS if s[0] != "websockets-deflate"]
     d = args.duration
@@ -348,14 +622,13 @@ def main() -> None:
             lower_is_better=True,
         )
     if "broker" in only:
-        report.out("\n### Pub/sub server: one publish until every subscriber has it (ms)\n")
+        report.out(f"\n### Pub/sub server: one publish until every subscriber has it (ms) · {pinning()}\n")
         report.out("`rawws.serve_broker()` and its JSON protocol (subscribe, publish, message).\n")
         report.out("| subscribers | median | worst of 20 |")
         report.out("|---|---|---|")
-        broker_server = [("rawws-broker", "rawws broker", {"kind": "ws"})]
         for subscribers in (100, 1000):
             params = {"subscribers": subscribers, "rounds": 20}
-            cell = measure("brokerfanout", params, broker_server, args.reps, "ms_p50")["rawws broker"]
+            cell = measure("brokerfanout", params, BROKER_SERVER, args.reps, "ms_p50")["rawws broker"]
             worst = max((e["ms_max"] for e in cell.extra), default=None)
             report.out(f"| {subscribers:,} | {fmt(cell.median(), ' ms')} | {fmt(worst, ' ms')} |")
     if "compression" in only:
@@ -378,6 +651,11 @@ def main() -> None:
         counts = [int(c) for c in args.idle_counts.split(",")]
         idle_servers = [s for s in WS_SERVERS if s[0] != "websockets-deflate"]
         run_idle(report, counts, args.hold, idle_servers + ([TCP_SERVER] if not args.servers else []))
+    if "brokerburst" in only:
+        counts = [int(c) for c in args.broker_counts.split(",")]
+        run_broker_burst(report, counts, args.hold, room_servers, args.broker_presence)
+    if "sustained" in only:
+        run_sustained(report, args.sustained_conns, args.sustained_rate, args.sustained_seconds, plain_ws, room_servers)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(report.lines) + "\n")

@@ -23,6 +23,7 @@ from rawws.exceptions import ConnectionClosed, ConnectionClosedError
 from rawws.frames import FrameParser, Opcode
 from tests.conftest import scaled
 from tests.hostile import HostilePeer
+from tests.multiclient import MultiClient
 from tests.procserver import ECHO, SLOW_ECHO, ServerProcess
 
 MiB = 2**20
@@ -357,3 +358,26 @@ def test_idle_connections_cost_one_thread_and_little_memory() -> None:
     assert extra_threads <= count + 2
     # ~29 KiB measured (benchmarks/RESULTS.md); the bound leaves room for a noisy machine.
     assert per_connection < 48 * 1024, f"{per_connection / 1024:.1f} KiB per idle connection"
+
+
+def test_a_burst_on_many_idle_connections_is_answered_with_one_thread_each() -> None:
+    """More handlers wait than may read their own sockets: the reactor reads for the rest (rawws/sync/reactor.py)."""
+    count = 400
+    with ServerProcess(ECHO, ping_interval=None) as server:
+        _warm_up(server)
+        threads = server.threads
+        clients = MultiClient(server.port, count)
+        try:
+            time.sleep(0.5)  # every handler is now waiting in recv()
+            for index in range(count):
+                clients.send_text(index, f"burst {index}")
+            answers: dict[int, str] = {}
+            answered = clients.run(
+                lambda i, text: answers.__setitem__(i, text), lambda: len(answers) == count, scaled(30)
+            )
+            extra_threads = server.threads - threads
+        finally:
+            clients.close()
+    assert answered, f"{count - len(answers)} of {count} connections got no answer"
+    assert answers == {index: f"burst {index}" for index in range(count)}
+    assert extra_threads <= count + 2

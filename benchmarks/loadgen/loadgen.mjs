@@ -11,8 +11,9 @@ const args = JSON.parse(rawArgs || '{}');
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 const sleep = (s) => new Promise((r) => setTimeout(r, s * 1000));
 
+// handshakeTimeout: a server that stops accepting fails the run instead of hanging it.
 function wsOptions() {
-  return { perMessageDeflate: !!args.deflate, maxPayload: 64 * 1024 * 1024 };
+  return { perMessageDeflate: !!args.deflate, maxPayload: 64 * 1024 * 1024, handshakeTimeout: (args.open_timeout || 30) * 1000 };
 }
 
 // One connection with a FIFO of expected echoes; `onEcho(ok)` per message.
@@ -278,28 +279,265 @@ async function fanOut() {
   };
 }
 
+// N connections opened and held, then one small message on every connection at once.
 async function idle() {
   const t0 = now();
   let clients;
   try {
     clients = await openMany(args.conns, '/', 200);
   } catch (e) {
-    return { opened: 0, errors: 1, error: String(e) };
+    return { opened: 0, errors: 1, error: openError(e) };
   }
   const openSeconds = now() - t0;
   let closedEarly = 0;
   for (const c of clients) { if (c.ws) c.ws.on('close', () => { closedEarly++; }); }
-  console.log(JSON.stringify({ opened: clients.length, open_seconds: openSeconds }));
+  console.log(JSON.stringify({ phase: 'opened', opened: clients.length, open_seconds: openSeconds }));
   await sleep(args.hold);
+  const times = [];
+  console.log(JSON.stringify({ phase: 'burst' }));
   const start = now();
-  const results = await Promise.race([
-    Promise.all(clients.map((c, i) => c.send(payloadFor(32, i)))),
-    sleep(args.answer_timeout).then(() => null),
-  ]);
-  const answerSeconds = now() - start;
-  const answered = results ? results.filter((x) => x).length : clients.reduce((s, c) => s + (c.waiters.length === 0 ? 1 : 0), 0);
-  await Promise.race([Promise.all(clients.map((c) => c.close())), sleep(30)]);
-  return { opened: clients.length, answered, answer_seconds: answerSeconds, closed_early: closedEarly, errors: clients.length - answered };
+  const all = new Promise((resolve) => {
+    let pending = clients.length;
+    clients.forEach((c, i) => c.sendCb(payloadFor(32, i), (ok) => {
+      if (ok) times.push(now() - start);
+      if (--pending === 0) resolve(true);
+    }));
+  });
+  const sendSeconds = now() - start;
+  const finished = await Promise.race([all, sleep(args.answer_timeout).then(() => false)]);
+  console.log(JSON.stringify({ phase: 'done' }));
+  const answered = times.length;
+  const closedBeforeEnd = closedEarly;
+  const closeStart = now();
+  const closedAll = await Promise.race([Promise.all(clients.map((c) => c.close())).then(() => true), sleep(30).then(() => false)]);
+  const closeSeconds = closedAll ? now() - closeStart : null;
+  return {
+    opened: clients.length, open_seconds: openSeconds, close_seconds: closeSeconds, answered, closed_early: closedBeforeEnd, errors: clients.length - answered,
+    ...burstTimes(times, finished && answered === clients.length), send_seconds: sendSeconds,
+  };
+}
+
+// Per-connection answer times (seconds since the burst began) as the report wants them.
+function burstTimes(times, complete) {
+  times.sort((a, b) => a - b);
+  return {
+    all_seconds: complete ? times[times.length - 1] : null,  // null: not every connection answered
+    last_seconds: times.length ? times[times.length - 1] : null,
+    p50_ms: times.length ? percentile(times, 0.5) * 1e3 : null,
+    p99_ms: times.length ? percentile(times, 0.99) * 1e3 : null,
+    answer_seconds: complete ? times[times.length - 1] : null,
+  };
+}
+
+function openError(e) {
+  const text = String(e && e.message || e);
+  if (/EMFILE|ENFILE/.test(text)) return `out of file descriptors (ulimit -n): ${text}`;
+  return text;
+}
+
+// Open `n` pub/sub clients subscribed to `channelOf(i)`, `batch` at a time; `onMessage(s, text)` for
+// everything but presence, which is only counted (joining announces itself to the whole channel).
+async function openSubscribers(n, channelOf, onMessage, counters) {
+  const url = `ws://127.0.0.1:${args.port}/`;
+  const subs = [];
+  for (let i = 0; i < n; i += 200) {
+    const part = await Promise.all(Array.from({ length: Math.min(200, n - i) }, (_, k) => new Promise((resolve, reject) => {
+      const index = i + k;
+      const ws = new WebSocket(url, wsOptions());
+      const s = { ws, index, channel: channelOf(index) };
+      ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', payload: { channel: s.channel }, timestamp: Date.now() })));
+      ws.on('message', (data) => {
+        const text = String(data);
+        if (text.startsWith('{"type":"presence"')) { counters.presence++; counters.last = now(); return; }
+        if (!s.subscribed && text.includes('"subscribed"') && JSON.parse(text).type === 'subscribed') { s.subscribed = true; resolve(s); return; }
+        onMessage(s, text);
+      });
+      ws.on('close', () => { if (s.subscribed) counters.closed++; });
+      ws.on('error', reject);
+    })));
+    subs.push(...part);
+  }
+  return subs;
+}
+
+// Wait until no presence message came for `quiet` s (at most `limit` s); true if it went quiet.
+async function settle(counters, quiet, limit) {
+  const end = now() + limit;
+  while (now() < end) {
+    if (now() - counters.last >= quiet) return true;
+    await sleep(0.1);
+  }
+  return false;
+}
+
+// The pub/sub burst: N subscribers of one channel held, then one publish; time until all have it.
+async function brokerBurst() {
+  const counters = { presence: 0, last: now(), closed: 0 };
+  const times = [];
+  let start = null;
+  let errors = 0;
+  let resolveAll;
+  const all = new Promise((resolve) => { resolveAll = resolve; });
+  const onMessage = (s, text) => {
+    const m = JSON.parse(text);
+    if (m.type !== 'message' || start === null) return;
+    if (s.got || m.payload.message.burst !== 1) { errors++; return; }
+    s.got = true;
+    times.push(now() - start);
+    if (times.length === args.subscribers) resolveAll(true);
+  };
+  const t0 = now();
+  let subs;
+  try {
+    subs = await openSubscribers(args.subscribers, () => 'burst', onMessage, counters);
+  } catch (e) {
+    return { opened: 0, errors: 1, error: openError(e) };
+  }
+  const openSeconds = now() - t0;
+  const settled = await settle(counters, 1.0, args.settle_timeout);
+  const setupSeconds = now() - t0;
+  const presence = counters.presence;
+  let pub;
+  try {
+    pub = await new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${args.port}/`, wsOptions());
+      ws.on('open', () => resolve(ws));
+      ws.on('error', reject);
+    });
+  } catch (e) {
+    return { opened: subs.length, errors: 1, error: openError(e) };
+  }
+  console.log(JSON.stringify({ phase: 'opened', opened: subs.length, open_seconds: openSeconds, settled, presence: counters.presence }));
+  await sleep(args.hold);
+  const acked = new Promise((resolve) => {
+    pub.on('message', (d) => { const m = JSON.parse(d); if (m.type === 'published') resolve(m.payload.notified); });
+  });
+  console.log(JSON.stringify({ phase: 'burst' }));
+  start = now();
+  pub.send(JSON.stringify({ type: 'publish', payload: { channel: 'burst', message: { burst: 1, text: 'x'.repeat(32) } }, timestamp: Date.now() }));
+  const finished = await Promise.race([all, sleep(args.answer_timeout).then(() => false)]);
+  console.log(JSON.stringify({ phase: 'done' }));
+  const notified = await Promise.race([acked, sleep(1).then(() => null)]);
+  const closedEarly = counters.closed;
+  pub.close();
+  await Promise.race([Promise.all(subs.map((s) => new Promise((resolve) => {
+    if (s.ws.readyState === WebSocket.CLOSED) resolve(); else { s.ws.on('close', resolve); s.ws.close(); }
+  }))), sleep(30)]);
+  return {
+    opened: subs.length, answered: times.length, notified, settled, open_seconds: openSeconds, setup_seconds: setupSeconds,
+    presence, closed_early: closedEarly,
+    errors: errors + (subs.length - times.length), ...burstTimes(times, finished && times.length === subs.length),
+  };
+}
+
+// Chat-like sustained load: `conns` connections each sending `rate` messages/s for `duration` s,
+// each on its own random phase. mode "echo": latency of each echo on its own connection.
+// mode "rooms": pub/sub clients in rooms of `room_size`; each sends `chat` to its room, and the
+// latency is from the send to the delivery at each other member (one process: one clock).
+async function sustained() {
+  const { conns, rate, duration } = args;
+  const rooms = args.mode === 'rooms';
+  const roomSize = args.room_size || 10;
+  const lat = [];
+  const lags = [];
+  let sent = 0;
+  let expected = 0;
+  let delivered = 0;
+  let own = 0;
+  let errors = 0;
+  const textOf = (i, k, t) => `${i} ${k} ${t.toFixed(6)} ${'hello there, the deploy is done'}`;
+  const counters = { presence: 0, last: now(), closed: 0 };
+  let clients;
+  const t0 = now();
+  try {
+    if (rooms) {
+      clients = await openSubscribers(conns, (i) => `room-${Math.floor(i / roomSize)}`, (s, text) => {
+        const m = JSON.parse(text);
+        if (m.type !== 'chat') return;
+        const [from, , t] = m.payload.text.split(' ');
+        if (Number(from) === s.index) { own++; return; }
+        if (Math.floor(Number(from) / roomSize) !== Math.floor(s.index / roomSize)) { errors++; return; }  // misrouted
+        lat.push(now() - Number(t));
+        delivered++;
+      }, counters);
+    } else {
+      clients = [];
+      for (let i = 0; i < conns; i += 200) {
+        const part = await Promise.all(Array.from({ length: Math.min(200, conns - i) }, (_, k) => new Promise((resolve, reject) => {
+          const ws = new WebSocket(`ws://127.0.0.1:${args.port}/`, wsOptions());
+          const s = { ws, index: i + k, expect: [] };
+          ws.on('open', () => resolve(s));
+          ws.on('error', reject);
+          ws.on('close', () => { counters.closed++; });
+          ws.on('message', (data) => {
+            const e = s.expect.shift();
+            if (e === undefined || String(data) !== e[0]) { errors++; return; }
+            lat.push(now() - e[1]);
+            delivered++;
+          });
+        })));
+        clients.push(...part);
+      }
+    }
+  } catch (e) {
+    return { opened: clients ? clients.length : 0, errors: 1, error: openError(e) };
+  }
+  const members = new Map();
+  for (const s of clients) members.set(s.channel, (members.get(s.channel) || 0) + 1);
+  if (rooms) await settle(counters, 0.5, 10);
+  const openSeconds = now() - t0;
+  const cpu0 = cpuSeconds();
+  const begin = now() + 0.05;
+  const end = begin + duration;
+  console.log(JSON.stringify({ phase: 'load', opened: clients.length, open_seconds: openSeconds }));
+  const sendOne = (s, k) => {
+    const t = now();
+    const text = textOf(s.index, k, t);
+    let message;
+    if (rooms) {
+      message = JSON.stringify({ type: 'chat', payload: { channel: s.channel, text, user: `u${s.index}` }, timestamp: Date.now() });
+      expected += members.get(s.channel) - 1;
+    } else {
+      message = JSON.stringify({ type: 'chat', payload: { channel: 'echo', text, user: `u${s.index}` }, timestamp: Date.now() });
+      s.expect.push([message, t]);
+      expected++;
+    }
+    s.ws.send(message);
+    sent++;
+  };
+  const finished = Promise.all(clients.map((s) => new Promise((resolve) => {
+    const phase = Math.random() / rate;
+    let k = 0;
+    const tick = () => {
+      const due = begin + phase + k / rate;
+      if (due >= end || s.ws.readyState !== WebSocket.OPEN) { resolve(); return; }
+      lags.push(Math.max(0, now() - due));
+      sendOne(s, k);
+      k++;
+      setTimeout(tick, Math.max(0, (begin + phase + k / rate - now()) * 1000));
+    };
+    setTimeout(tick, Math.max(0, (begin + phase - now()) * 1000));
+  })));
+  await Promise.race([finished, sleep(duration + 10)]);
+  const sendEnd = now();
+  const cpu = cpuSeconds() - cpu0;
+  console.log(JSON.stringify({ phase: 'drain' }));
+  const drainEnd = now() + args.drain_timeout;
+  while (delivered < expected && now() < drainEnd) await sleep(0.05);
+  const drainSeconds = now() - sendEnd;
+  const closedEarly = counters.closed;
+  await Promise.race([Promise.all(clients.map((s) => new Promise((resolve) => {
+    if (s.ws.readyState === WebSocket.CLOSED) resolve(); else { s.ws.on('close', resolve); s.ws.close(); }
+  }))), sleep(30)]);
+  lat.sort((a, b) => a - b);
+  lags.sort((a, b) => a - b);
+  const ms = (p) => (lat.length ? percentile(lat, p) * 1e3 : null);
+  return {
+    opened: clients.length, open_seconds: openSeconds, sent, expected, delivered, own, errors: errors + (expected - delivered),
+    p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), max_ms: lat.length ? lat[lat.length - 1] * 1e3 : null,
+    lag_p99_ms: lags.length ? percentile(lags, 0.99) * 1e3 : null, closed_early: closedEarly,
+    send_seconds: sendEnd - begin, drain_seconds: drainSeconds, loadgen_cpu: cpu / (sendEnd - begin),
+  };
 }
 
 // The pub/sub server's JSON protocol: N subscribers on one channel, one publisher.
@@ -351,6 +589,8 @@ async function brokerFanOut() {
   return { ms_p50: percentile(times, 0.5) * 1e3, ms_max: times[times.length - 1] * 1e3, errors, rounds: args.rounds };
 }
 
-const scenarios = { rt: roundTrips, inflight: inFlight, handshakes, fanout: fanOut, idle, brokerfanout: brokerFanOut };
+const scenarios = {
+  rt: roundTrips, inflight: inFlight, handshakes, fanout: fanOut, idle, brokerfanout: brokerFanOut, brokerburst: brokerBurst, sustained,
+};
 scenarios[scenario]().then((r) => { console.log(JSON.stringify(r)); process.exit(0); },
   (e) => { console.log(JSON.stringify({ errors: 1, error: String(e && e.stack || e) })); process.exit(1); });

@@ -1,12 +1,18 @@
-"""The shared reader: one thread that reads for connections nobody is waiting on.
+"""The shared reader: one thread that reads for connections nobody is reading.
 
-A handler blocked in ``recv()`` reads its own socket (no thread hop on the
-hot path). But a handler that is busy elsewhere must still have its pings
-answered, its pongs seen and its peer's close frame noticed, and rawws will
-not spend a second thread per connection on that. So while a connection's
-owner is not reading, its socket is *armed* here: one thread waits on all
-armed sockets and, when one is readable, calls the connection's
-``_on_readable()``, which reads what is there without blocking.
+A handler busy elsewhere must still have its pings answered, its pongs seen
+and its peer's close frame noticed, and rawws will not spend a second thread
+per connection on that. So while a connection's owner is not reading, its
+socket is *armed* here: one thread waits on all armed sockets and, when one is
+readable, calls the connection's ``on_readable()``, which reads what is there
+without blocking.
+
+A handler blocked in ``recv()`` reads its own socket (no thread hop on the hot
+path) if it gets one of :data:`SELF_READERS` slots; otherwise it leaves its
+socket armed here and sleeps until the reactor has queued a whole message.
+This is what keeps thousands of connections waking at once from becoming
+thousands of threads fighting over the interpreter lock: the reactor reads and
+parses for them one after another, and a handler wakes only to handle a message.
 
 Arming is one-shot (``EPOLLONESHOT`` where available): a socket that fired is
 disarmed until its connection re-arms it, so the reactor and a handler never
@@ -26,6 +32,13 @@ __all__ = ["Reactor", "get_reactor"]
 
 logger = logging.getLogger("rawws.reactor")
 
+# How many threads may wait for data by reading their own sockets at once. The
+# rest let the reactor read for them and sleep on their connection's condition.
+# Few enough that a burst wakes few threads from the kernel (each of which would
+# then queue for the interpreter lock after every system call: the convoy), and
+# enough that a handful of busy connections keep the hop-free path.
+SELF_READERS = 16
+
 
 class Reactor:
     """Wait for readability on armed sockets and dispatch one callback per event."""
@@ -36,6 +49,8 @@ class Reactor:
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
         self._selector: selectors.BaseSelector | None = None
         self._registered: set[int] = set()
+        self._slots_lock = threading.Lock()
+        self._self_readers = 0
         if self._epoll is None:
             self._selector = selectors.DefaultSelector()
             self._wake_r, self._wake_w = socket.socketpair()
@@ -43,6 +58,18 @@ class Reactor:
             self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._thread = threading.Thread(target=self._run, name="rawws-reactor", daemon=True)
         self._thread.start()
+
+    def take_read_slot(self) -> bool:
+        """May one more thread wait for data by reading its own socket? (See :data:`SELF_READERS`.)"""
+        with self._slots_lock:
+            if self._self_readers >= SELF_READERS:
+                return False
+            self._self_readers += 1
+            return True
+
+    def give_read_slot(self) -> None:
+        with self._slots_lock:
+            self._self_readers -= 1
 
     def arm(self, fd: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, on the reactor thread, when ``fd`` is readable."""

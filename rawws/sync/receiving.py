@@ -1,10 +1,12 @@
 """The read side of one connection: who reads the socket, and the queue of received messages.
 
 Whoever needs data reads: a thread blocked in ``recv()`` (or ``close()``)
-reads the socket itself, so the hot path has no thread hop. When nobody is
-waiting, the socket is *armed* in the shared :mod:`~rawws.sync.reactor`, which
-reads it without blocking, so pings are answered and the peer's close is
-noticed while a handler is busy. One :class:`ReadState` says which it is.
+reads the socket itself, so the hot path has no thread hop, as long as it
+gets one of the reactor's few self-reading slots (:data:`~rawws.sync.reactor.SELF_READERS`).
+Otherwise, and whenever nobody is waiting, the socket is *armed* in the shared
+:mod:`~rawws.sync.reactor`, which reads it without blocking, so pings are answered
+and the peer's close is noticed while a handler is busy, and a waiting handler
+sleeps until a whole message is queued. One :class:`ReadState` says which it is.
 
 Bounds. Received messages wait in a queue of at most ``max_queue``; the
 protocol parses no further ahead than the queue has room for, so the rest
@@ -281,11 +283,19 @@ class Receiver:
                     remaining = deadline.remaining()
                     if remaining is not None and remaining <= 0:
                         return False
-                    if self.state in (ReadState.IDLE, ReadState.ARMED, ReadState.PAUSED):
-                        if self.state is ReadState.ARMED:
+                    state = self.state
+                    if state is ReadState.PAUSED or (
+                        state in (ReadState.IDLE, ReadState.ARMED) and self._reactor.take_read_slot()
+                    ):
+                        if state is ReadState.ARMED:
                             self._reactor.disarm(self._fd)
                         self.state = ReadState.READING
+                        holds_slot = state is not ReadState.PAUSED
                         break
+                    if state is ReadState.IDLE:
+                        self._rearm_locked()  # let the reactor read for us
+                    if self._sender.corked:
+                        self._sender.push()
                     if self._cond is None:
                         self._cond = threading.Condition(self._lock)
                     self._waiters += 1
@@ -296,6 +306,8 @@ class Receiver:
             try:
                 self._read(predicate, deadline)
             finally:
+                if holds_slot:
+                    self._reactor.give_read_slot()
                 self._stop_reading()
 
     def _read(self, predicate: Callable[[], bool] | None, deadline: Deadline | None) -> None:
