@@ -26,7 +26,10 @@ import select
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
+
+from .wakegate import WakeGate
 
 __all__ = ["Reactor", "get_reactor"]
 
@@ -39,6 +42,13 @@ logger = logging.getLogger("rawws.reactor")
 # enough that a handful of busy connections keep the hop-free path.
 SELF_READERS = 16
 
+# Handlers the reactor wakes run one at a time, a turn each, unless turns run
+# past WAKE_LEASE seconds (handlers blocked elsewhere): then more may (wakegate.py).
+# One, because a woken handler and the reactor are already two threads wanting
+# the interpreter lock; measured in benchmarks/README.md ("The burst").
+AWAKE_HANDLERS = 1
+WAKE_LEASE = 0.002
+
 
 class Reactor:
     """Wait for readability on armed sockets and dispatch one callback per event."""
@@ -50,6 +60,7 @@ class Reactor:
         self._selector: selectors.BaseSelector | None = None
         self._registered: set[int] = set()
         self._slots_lock = threading.Lock()
+        self.gate = WakeGate(AWAKE_HANDLERS, WAKE_LEASE)
         self._self_readers = 0
         if self._epoll is None:
             self._selector = selectors.DefaultSelector()
@@ -117,12 +128,17 @@ class Reactor:
             self.disarm(fd)
 
     def _run(self) -> None:
+        gate = self.gate
         while True:
+            deadline = gate.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                fds = self._wait()
+                fds = self._wait(timeout)
             except OSError:
                 logger.exception("reactor wait failed")
                 continue
+            if deadline is not None:
+                gate.expire()
             for fd in fds:
                 callback = self._callbacks.get(fd)
                 if callback is None:
@@ -132,12 +148,12 @@ class Reactor:
                 except Exception:
                     logger.exception("reactor callback failed")
 
-    def _wait(self) -> list[int]:
+    def _wait(self, timeout: float | None) -> list[int]:
         if self._epoll is not None:
-            return [fd for fd, _ in self._epoll.poll()]
+            return [fd for fd, _ in self._epoll.poll(-1 if timeout is None else timeout)]
         assert self._selector is not None
         ready = []
-        for key, _ in self._selector.select():
+        for key, _ in self._selector.select(timeout):
             if key.fileobj is self._wake_r:
                 try:
                     self._wake_r.recv(4096)

@@ -35,6 +35,7 @@ from ..protocol import BinaryMessage, CloseReceived, Event, Failure, Fragment, P
 from .reactor import get_reactor
 from .sending import WOULD_BLOCK, Message, Sender
 from .timers import Deadline, call_later
+from .wakegate import Turn
 
 __all__ = ["Receiver", "ReadState", "Hooks"]
 
@@ -149,6 +150,8 @@ class Receiver:
         self._stream_generation = 0  # bumped when that stream is abandoned by its own thread
         self._partial: list[Any] = []  # fragments of a message recv() has begun to return
         self._finished = False  # set by finish(): the connection is over and every waiter may leave
+        self._reactor_reading = False  # on_readable() is running: its waiters are woken through the gate
+        self._turn: Turn | None = None  # the gate's turn this connection's handler was woken with
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN)
 
@@ -275,6 +278,10 @@ class Receiver:
 
     def wait_for(self, predicate: Callable[[], bool], deadline: Deadline) -> bool:
         """Wait until ``predicate()`` holds, reading the socket ourselves when nobody else is."""
+        turn = self._turn
+        if turn is not None:  # back from a turn the reactor's gate gave us: pass it on
+            self._turn = None
+            self._reactor.gate.end(turn)
         while True:
             with self._lock:
                 while True:
@@ -356,10 +363,27 @@ class Receiver:
             if self.state is not ReadState.ARMED:
                 return  # someone took over, or we are done
             self.state = ReadState.READING
+        self._reactor_reading = True
         try:
             self._read(None, None)
         finally:
-            self._stop_reading()
+            self._reactor_reading = False
+            with self._lock:
+                if self.state is ReadState.READING:
+                    self.state = ReadState.IDLE
+                    self._rearm_locked()
+                wake = bool(self._waiters) and self._cond is not None
+        if wake:
+            self._reactor.gate.wake(self._wake_waiter)
+
+    def _wake_waiter(self, turn: Turn) -> bool:
+        """The gate's go-ahead: wake the thread waiting for what the reactor read, for one turn."""
+        with self._lock:
+            if not self._waiters or self._cond is None:
+                return False
+            self._turn = turn
+            self._cond.notify_all()
+            return True
 
     def _stop_reading(self) -> None:
         """Give up the read side: hand the socket back to the reactor and wake any waiter."""
@@ -455,7 +479,7 @@ class Receiver:
                     else:
                         fail_at_once = (error.close_code, str(error))
                 # Ping: the protocol has queued the pong already.
-            if self._waiters and self._cond is not None:
+            if self._waiters and self._cond is not None and not self._reactor_reading:
                 self._cond.notify_all()
         if fail_at_once is not None:
             self._hooks.fail(*fail_at_once)

@@ -1,0 +1,115 @@
+"""How many handler threads the reactor may have awake at once.
+
+When the reactor has read a whole message for a handler that sleeps in
+``recv()``, waking that thread makes it one more contender for the interpreter
+lock, and every contender makes each hand-off of the lock slower for all the
+others, the reactor included: with thousands of connections waking at once,
+that convoy, not the work, is what takes the time. So wakes go through a
+:class:`WakeGate`: at most ``limit`` woken handlers run at a time, and a
+handler's turn ends when it comes back to wait for its next message.
+
+A handler that blocks on something else (a database, a sleep) holds nobody
+up for long: its turn ends anyway after ``lease`` seconds, and each turn that
+ran out raises the limit by one, since a handler blocked in a system call does
+not compete for the lock. Turns that end on time bring it back down, one by
+one, to where it started. So handlers that block get the parallelism of
+threads, and handlers that compute get the lock without a crowd.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["WakeGate", "Turn"]
+
+
+class Turn:
+    """One woken handler's turn; :meth:`WakeGate.end` it when the handler is back."""
+
+    __slots__ = ("deadline", "over")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.over = False
+
+
+# A wake callback takes its turn and says whether it woke anyone (False: the turn ends at once).
+Wake = Callable[[Turn], bool]
+
+
+class WakeGate:
+    """Hands out turns to run: ``limit`` at a time, each for at most ``lease`` seconds."""
+
+    def __init__(self, limit: int, lease: float, ceiling: int = 4096) -> None:
+        self.floor = limit
+        self.ceiling = ceiling
+        self.limit = limit
+        self.lease = lease
+        self._lock = threading.Lock()
+        self._running = 0
+        self._turns: deque[Turn] = deque()  # given out in the last lease, oldest first; some over
+        self._waiting: deque[Wake] = deque()
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def wake(self, wake: Wake) -> None:
+        """Call ``wake`` now if a turn is free, else when one is."""
+        with self._lock:
+            self._waiting.append(wake)
+        self._pump()
+
+    def end(self, turn: Turn) -> None:
+        """The handler of ``turn`` is back (or gone): its turn goes to the next one waiting."""
+        with self._lock:
+            if turn.over:
+                return
+            turn.over = True
+            self._running -= 1
+            if self.limit > self.floor:
+                self.limit -= 1
+        self._pump()
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`expire` has work to do next, if a wake is held back."""
+        with self._lock:
+            self._settle_locked(time.monotonic())
+            if not self._waiting:
+                return None
+            return self._turns[0].deadline if self._turns else time.monotonic()
+
+    def expire(self) -> None:
+        """End every turn older than the lease, so the wakes held back go ahead."""
+        self._pump()
+
+    def _settle_locked(self, now: float) -> None:
+        """Forget turns that are over; end the ones past their lease, each raising the limit by one."""
+        turns = self._turns
+        while turns and (turns[0].over or turns[0].deadline <= now):
+            turn = turns.popleft()
+            if not turn.over:
+                turn.over = True
+                self._running -= 1
+                if self.limit < self.ceiling:
+                    self.limit += 1
+
+    def _pump(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._settle_locked(now)
+                if not self._waiting or self._running >= self.limit:
+                    return
+                wake = self._waiting.popleft()
+                turn = Turn(now + self.lease)
+                self._running += 1
+                self._turns.append(turn)
+            if not wake(turn):
+                with self._lock:  # nobody was waiting after all: the turn is over at once
+                    if not turn.over:
+                        turn.over = True
+                        self._running -= 1
