@@ -39,6 +39,8 @@ from rawws.pubsub.messages import MAX_DEPTH, MessageError, json_depth, parse_mes
 from rawws.sync.client import ClientConnection
 from rawws.sync.connection import Connection
 from rawws.sync.server import Server
+from tests.conftest import scaled
+from tests.multiclient import MultiClient
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -662,3 +664,29 @@ def _script() -> None:
 
 if __name__ == "__main__":
     _script()
+
+
+def test_a_crowd_joining_one_channel_costs_few_presence_messages(broker_server: Any) -> None:
+    """N joins announced one by one would be N²/2 messages; coalesced, each member gets a few, the last one current."""
+    count = 300
+    server = broker_server()
+    clients = MultiClient(server.port, count)
+    presence: list[list[int]] = [[] for _ in range(count)]
+
+    def on_text(index: int, text: str) -> None:
+        message = json.loads(text)
+        if message["type"] == "presence":
+            presence[index].append(message["payload"]["count"])
+
+    try:
+        start = time.monotonic()
+        for index in range(count):
+            clients.send_text(index, make_message("subscribe", {"channel": "crowd"}))
+        everyone_current = clients.run(on_text, lambda: all(p and p[-1] == count for p in presence), scaled(20))
+        elapsed = time.monotonic() - start
+    finally:
+        clients.close()
+    behind = sum(1 for p in presence if p[-1:] != [count])
+    assert everyone_current, f"{behind} members whose last presence is not {count}"
+    intervals = elapsed / pubsub.PRESENCE_INTERVAL
+    assert len(presence[0]) <= intervals + 2, f"{len(presence[0])} presence messages in {elapsed:.2f} s"
