@@ -400,14 +400,12 @@ def run_broker_burst(
     report.out(f"\n### Pub/sub burst: one publish to N subscribers of one channel · {pinning()}\n")
     if presence:
         joins = (
-            "each join sends a `presence` message to everyone already there: N²/2 messages, "
+            "each server announces `presence` as subscribers join: rawws at most one per channel every 0.25 s, "
+            "the websockets relay and rawws before that change one per join to everyone already there (N²/2); "
             "waited out before the publish, at most 120 s"
         )
     else:
-        joins = (
-            "`presence` announcements off (servers.py `-quiet` kinds): with them, N joins cost N²/2 "
-            "messages, 50 million for 10,000; `--broker-presence` keeps them"
-        )
+        joins = "`presence` announcements off (servers.py `-quiet` kinds, `--broker-quiet`)"
     report.out(
         f"Every subscriber joins the channel `burst` ({joins}), then {hold:.0f} s held, then one `publish`. "
         "*all delivered in*: from the publish until the last subscriber has the message; p50 / p99: "
@@ -522,9 +520,9 @@ def main() -> None:
     parser.add_argument("--idle-counts", default="1000,5000,10000", help="connections for the idle burst")
     parser.add_argument("--broker-counts", default="1000,5000,10000", help="subscribers for the pub/sub burst")
     parser.add_argument(
-        "--broker-presence",
+        "--broker-quiet",
         action="store_true",
-        help="keep the presence messages while the pub/sub burst's subscribers join (N²/2 of them)",
+        help="drop the presence messages while the pub/sub burst's subscribers join (servers.py -quiet kinds)",
     )
     parser.add_argument("--hold", type=float, default=30.0, help="seconds the burst connections are held")
     parser.add_argument("--sustained-conns", type=int, default=1000)
@@ -653,7 +651,7 @@ def main() -> None:
         run_idle(report, counts, args.hold, idle_servers + ([TCP_SERVER] if not args.servers else []))
     if "brokerburst" in only:
         counts = [int(c) for c in args.broker_counts.split(",")]
-        run_broker_burst(report, counts, args.hold, room_servers, args.broker_presence)
+        run_broker_burst(report, counts, args.hold, room_servers, not args.broker_quiet)
     if "sustained" in only:
         run_sustained(report, args.sustained_conns, args.sustained_rate, args.sustained_seconds, plain_ws, room_servers)
     if args.markdown:
