@@ -310,6 +310,8 @@ class Receiver:
                         self._cond.wait(remaining)
                     finally:
                         self._waiters -= 1
+                    if self._turn is not None:
+                        self._reactor.gate.start(self._turn)  # woken by the reactor, and running
             try:
                 self._read(predicate, deadline)
             finally:

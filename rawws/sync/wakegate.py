@@ -9,11 +9,13 @@ that convoy, not the work, is what takes the time. So wakes go through a
 handler's turn ends when it comes back to wait for its next message.
 
 A handler that blocks on something else (a database, a sleep) holds nobody
-up for long: its turn ends anyway after ``lease`` seconds, and each turn that
-ran out raises the limit by one, since a handler blocked in a system call does
-not compete for the lock. Turns that end on time bring it back down, one by
-one, to where it started. So handlers that block get the parallelism of
-threads, and handlers that compute get the lock without a crowd.
+up for long: its turn ends anyway ``lease`` seconds after it started to run
+(not after it was woken: queueing for the interpreter lock is not blocking
+elsewhere), and each turn that ran out raises the limit by one, since a
+handler blocked in a system call does not compete for the lock. Turns that
+end on time bring it back down, one by one, to where it started. So handlers
+that block get the parallelism of threads, and handlers that compute get the
+lock without a crowd.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ class Turn:
 
     __slots__ = ("deadline", "over")
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
+    def __init__(self) -> None:
+        self.deadline: float | None = None  # set when the handler starts to run: its lease runs from then
         self.over = False
 
 
@@ -41,7 +43,7 @@ Wake = Callable[[Turn], bool]
 
 
 class WakeGate:
-    """Hands out turns to run: ``limit`` at a time, each for at most ``lease`` seconds."""
+    """Hands out turns to run: ``limit`` at a time, each for at most ``lease`` seconds of running."""
 
     def __init__(self, limit: int, lease: float, ceiling: int = 4096) -> None:
         self.floor = limit
@@ -50,7 +52,7 @@ class WakeGate:
         self.lease = lease
         self._lock = threading.Lock()
         self._running = 0
-        self._turns: deque[Turn] = deque()  # given out in the last lease, oldest first; some over
+        self._started: deque[Turn] = deque()  # turns whose handler runs, by deadline; some over
         self._waiting: deque[Wake] = deque()
 
     @property
@@ -62,6 +64,19 @@ class WakeGate:
         with self._lock:
             self._waiting.append(wake)
         self._pump()
+
+    def start(self, turn: Turn) -> None:
+        """The woken handler runs (it has the interpreter lock): its lease starts now.
+
+        A handler still queueing for the lock is not blocked elsewhere, so
+        its turn does not run out while it waits; letting another handler
+        run then would only lengthen the queue.
+        """
+        with self._lock:
+            if turn.over or turn.deadline is not None:
+                return
+            turn.deadline = time.monotonic() + self.lease
+            self._started.append(turn)
 
     def end(self, turn: Turn) -> None:
         """The handler of ``turn`` is back (or gone): its turn goes to the next one waiting."""
@@ -77,20 +92,23 @@ class WakeGate:
     def next_deadline(self) -> float | None:
         """When :meth:`expire` has work to do next, if a wake is held back."""
         with self._lock:
-            self._settle_locked(time.monotonic())
+            now = time.monotonic()
+            self._settle_locked(now)
             if not self._waiting:
                 return None
-            return self._turns[0].deadline if self._turns else time.monotonic()
+            if self._started:
+                return self._started[0].deadline
+            return now + self.lease  # the woken handlers have not started yet: look again soon
 
     def expire(self) -> None:
-        """End every turn older than the lease, so the wakes held back go ahead."""
+        """End every turn past its lease, so the wakes held back go ahead."""
         self._pump()
 
     def _settle_locked(self, now: float) -> None:
         """Forget turns that are over; end the ones past their lease, each raising the limit by one."""
-        turns = self._turns
-        while turns and (turns[0].over or turns[0].deadline <= now):
-            turn = turns.popleft()
+        started = self._started
+        while started and (started[0].over or started[0].deadline <= now):  # type: ignore[operator]
+            turn = started.popleft()
             if not turn.over:
                 turn.over = True
                 self._running -= 1
@@ -100,14 +118,12 @@ class WakeGate:
     def _pump(self) -> None:
         while True:
             with self._lock:
-                now = time.monotonic()
-                self._settle_locked(now)
+                self._settle_locked(time.monotonic())
                 if not self._waiting or self._running >= self.limit:
                     return
                 wake = self._waiting.popleft()
-                turn = Turn(now + self.lease)
+                turn = Turn()
                 self._running += 1
-                self._turns.append(turn)
             if not wake(turn):
                 with self._lock:  # nobody was waiting after all: the turn is over at once
                     if not turn.over:

@@ -50,6 +50,7 @@ def test_turns_past_the_lease_end_and_raise_the_limit_then_it_comes_back_down() 
     for wake in wakes:
         gate.wake(wake)
     assert [len(w.turns) for w in wakes] == [1, 0, 0, 0]
+    gate.start(wakes[0].turns[0])  # the handler runs, then blocks elsewhere
     time.sleep(0.02)
     deadline = gate.next_deadline()  # the reactor asks when to look again, then expires
     assert deadline is not None
@@ -62,14 +63,42 @@ def test_turns_past_the_lease_end_and_raise_the_limit_then_it_comes_back_down() 
     assert len(wakes[3].turns) == 1 and gate.next_deadline() is None
 
 
-def test_the_turn_list_stays_small_when_handlers_never_come_back() -> None:
-    gate = WakeGate(1, lease=0.001)
-    for _ in range(2000):
-        gate.wake(Recorder())  # handlers that never end their turns
-        time.sleep(0.00005)
+def test_a_turn_does_not_run_out_while_its_handler_waits_to_run() -> None:
+    """Queueing for the interpreter lock is not blocking elsewhere: letting more run would lengthen the queue."""
+    gate = WakeGate(1, lease=0.005)
+    first, second = Recorder(), Recorder()
+    gate.wake(first)
+    gate.wake(second)
+    time.sleep(0.02)
+    gate.expire()
+    assert len(second.turns) == 0 and gate.limit == 1
+    deadline = gate.next_deadline()
+    assert deadline is not None and deadline > time.monotonic()  # the reactor looks again soon
+    gate.start(first.turns[0])
     time.sleep(0.01)
     gate.expire()
-    assert gate.running == 0
+    assert len(second.turns) == 1
+
+
+def test_the_turn_list_stays_small_when_handlers_never_come_back() -> None:
+    gate = WakeGate(1, lease=0.001)
+    recorders = []
+    for _ in range(2000):
+        recorder = Recorder()
+        recorders.append(recorder)
+        gate.wake(recorder)  # handlers that run and never end their turns
+        for turn in recorder.turns:
+            gate.start(turn)
+        time.sleep(0.00005)
+    for _ in range(100):
+        time.sleep(0.01)
+        gate.expire()
+        for recorder in recorders:
+            for turn in recorder.turns:
+                gate.start(turn)
+        if gate.next_deadline() is None:
+            break
+    assert all(recorder.turns for recorder in recorders)
     assert gate.next_deadline() is None
 
 
