@@ -274,8 +274,17 @@ class Protocol:
 
     @property
     def input_waiting(self) -> bool:
-        """Whether bytes from the peer wait, unparsed, because ``max_messages`` was reached."""
-        return self._parser.stopped_early
+        """Whether bytes from the peer wait, unparsed, because ``max_messages`` was reached.
+
+        Never once the peer's close frame, a failure or EOF has ended receiving:
+        what follows then is never parsed (§5.5.1), so nothing waits for a later call.
+        """
+        return (
+            self._parser.stopped_early
+            and self.failure is None
+            and self.close_received is None
+            and not self.eof_received
+        )
 
     def _check_partial_text(self) -> None:
         """§8.1: fail on invalid UTF-8 in a text frame that is still arriving, not only when it ends.

@@ -21,7 +21,7 @@ import pytest
 from rawws import connect
 from rawws.exceptions import ConnectionClosed, ConnectionClosedError
 from rawws.frames import FrameParser, Opcode
-from tests.conftest import scaled
+from tests.conftest import scaled, wait_until
 from tests.hostile import HostilePeer
 from tests.multiclient import MultiClient
 from tests.procserver import ECHO, SLOW_ECHO, ServerProcess
@@ -381,3 +381,29 @@ def test_a_burst_on_many_idle_connections_is_answered_with_one_thread_each() -> 
     assert answered, f"{count - len(answers)} of {count} connections got no answer"
     assert answers == {index: f"burst {index}" for index in range(count)}
     assert extra_threads <= count + 2
+
+
+@pytest.mark.parametrize("ending", ["close", "invalid utf-8", "eof"])
+def test_frames_after_the_end_in_one_write_cost_no_cpu_and_free_the_connection(ending: str) -> None:
+    """A close frame (or a violation) with frames behind it in the same write: the server must not spin on them."""
+    with ServerProcess(ECHO, ping_interval=None, max_queue=4) as server:
+        _warm_up(server)
+        threads = server.threads
+        peers = []
+        for _ in range(5):
+            peer = HostilePeer(server.port)
+            peer.handshake()
+            last = peer.frame_bytes(0x8) if ending != "invalid utf-8" else peer.frame_bytes(0x1, b"\xff")
+            burst = b"".join(peer.frame_bytes(0x1, b"m") for _ in range(5)) + last
+            peer.send_raw(burst + b"".join(peer.frame_bytes(0x1, b"after") for _ in range(100)))
+            if ending == "eof":
+                peer.sock.shutdown(socket.SHUT_WR)
+            peers.append(peer)
+        for peer in peers:
+            peer.expect_eof(scaled(10))
+            peer.close()
+        assert wait_until(lambda: server.threads <= threads, scaled(10)), f"{server.threads - threads} threads left"
+        cpu = server.cpu_seconds
+        time.sleep(1.0)
+        spent = server.cpu_seconds - cpu
+    assert spent < 0.3, f"the idle server spent {spent:.2f} s of CPU in 1 s: something spins"

@@ -278,10 +278,11 @@ class Receiver:
 
     def wait_for(self, predicate: Callable[[], bool], deadline: Deadline) -> bool:
         """Wait until ``predicate()`` holds, reading the socket ourselves when nobody else is."""
-        turn = self._turn
-        if turn is not None:  # back from a turn the reactor's gate gave us: pass it on
-            self._turn = None
-            self._reactor.gate.end(turn)
+        if self._turn is not None:  # back from a turn the reactor's gate gave us: pass it on
+            with self._lock:
+                turn, self._turn = self._turn, None
+            if turn is not None:
+                self._reactor.gate.end(turn)
         while True:
             with self._lock:
                 while True:
@@ -305,6 +306,9 @@ class Receiver:
                         self._sender.push()
                     if self._cond is None:
                         self._cond = threading.Condition(self._lock)
+                    if self._turn is not None:  # woken, but not for this: back to waiting, the turn is over
+                        self._reactor.gate.end_soon(self._turn)
+                        self._turn = None
                     self._waiters += 1
                     try:
                         self._cond.wait(remaining)
@@ -383,8 +387,10 @@ class Receiver:
         with self._lock:
             if not self._waiters or self._cond is None:
                 return False
-            self._turn = turn
             self._cond.notify_all()
+            if self._turn is not None:
+                return False  # woken already and not yet running: one turn at a time per connection
+            self._turn = turn
             return True
 
     def _stop_reading(self) -> None:

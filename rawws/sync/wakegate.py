@@ -25,15 +25,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["WakeGate", "Turn"]
+__all__ = ["WakeGate", "Turn", "NEVER_STARTED"]
+
+NEVER_STARTED = 50  # leases after which a turn whose handler never started is ended anyway
 
 
 class Turn:
     """One woken handler's turn; :meth:`WakeGate.end` it when the handler is back."""
 
-    __slots__ = ("deadline", "over")
+    __slots__ = ("deadline", "over", "woken")
 
-    def __init__(self) -> None:
+    def __init__(self, woken: float) -> None:
+        self.woken = woken
         self.deadline: float | None = None  # set when the handler starts to run: its lease runs from then
         self.over = False
 
@@ -53,6 +56,7 @@ class WakeGate:
         self._lock = threading.Lock()
         self._running = 0
         self._started: deque[Turn] = deque()  # turns whose handler runs, by deadline; some over
+        self._given: deque[Turn] = deque()  # every turn, by when it was given; some over
         self._waiting: deque[Wake] = deque()
 
     @property
@@ -89,6 +93,16 @@ class WakeGate:
                 self.limit -= 1
         self._pump()
 
+    def end_soon(self, turn: Turn) -> None:
+        """Like :meth:`end`, but the next wake waits for the reactor's next look (within a lease).
+
+        For a caller that holds its connection's lock, which a wake takes.
+        """
+        with self._lock:
+            if not turn.over:
+                turn.over = True
+                self._running -= 1
+
     def next_deadline(self) -> float | None:
         """When :meth:`expire` has work to do next, if a wake is held back."""
         with self._lock:
@@ -96,8 +110,10 @@ class WakeGate:
             self._settle_locked(now)
             if not self._waiting:
                 return None
+            if self._running < self.limit:
+                return now  # a turn is free (end_soon): pump at once
             if self._started:
-                return self._started[0].deadline
+                return min(self._started[0].deadline, now + self.lease)  # type: ignore[type-var]
             return now + self.lease  # the woken handlers have not started yet: look again soon
 
     def expire(self) -> None:
@@ -105,15 +121,25 @@ class WakeGate:
         self._pump()
 
     def _settle_locked(self, now: float) -> None:
-        """Forget turns that are over; end the ones past their lease, each raising the limit by one."""
+        """Forget turns that are over; end the ones past their lease, each raising the limit by one.
+
+        A turn whose handler never started (it should, once woken) ends after
+        :data:`NEVER_STARTED` leases, so a lost wake-up cannot hold a turn for ever.
+        """
         started = self._started
         while started and (started[0].over or started[0].deadline <= now):  # type: ignore[operator]
-            turn = started.popleft()
-            if not turn.over:
-                turn.over = True
-                self._running -= 1
-                if self.limit < self.ceiling:
-                    self.limit += 1
+            self._run_out_locked(started.popleft())
+        given = self._given
+        oldest = now - NEVER_STARTED * self.lease
+        while given and (given[0].over or given[0].woken <= oldest):
+            self._run_out_locked(given.popleft())
+
+    def _run_out_locked(self, turn: Turn) -> None:
+        if not turn.over:
+            turn.over = True
+            self._running -= 1
+            if self.limit < self.ceiling:
+                self.limit += 1
 
     def _pump(self) -> None:
         while True:
@@ -122,8 +148,9 @@ class WakeGate:
                 if not self._waiting or self._running >= self.limit:
                     return
                 wake = self._waiting.popleft()
-                turn = Turn()
+                turn = Turn(time.monotonic())
                 self._running += 1
+                self._given.append(turn)
             if not wake(turn):
                 with self._lock:  # nobody was waiting after all: the turn is over at once
                     if not turn.over:

@@ -169,6 +169,25 @@ def test_data_after_close_frame_is_ignored() -> None:
     assert events == [CloseReceived(1005, "")]
 
 
+@pytest.mark.parametrize("ending", ["close", "invalid utf-8"])
+def test_nothing_waits_unparsed_once_receiving_has_ended(ending: str) -> None:
+    """Frames after the close frame (or a failure) in the same read are never parsed, so none is "waiting".
+
+    An I/O layer that parses waiting input until none is left would otherwise spin for ever.
+    """
+    server = Protocol(SERVER)
+    last = Frame(Opcode.CLOSE, b"") if ending == "close" else Frame(Opcode.TEXT, b"\xff")
+    data = from_client(Frame(Opcode.TEXT, b"a"), last, *[Frame(Opcode.TEXT, b"after")] * 20)
+    events = server.receive_data(data, max_messages=1)
+    for _ in range(25):
+        if not server.input_waiting:
+            break
+        events += server.receive_data(b"", max_messages=1)
+    assert not server.input_waiting
+    assert events[0] == TextMessage("a")
+    assert len(events) == 2
+
+
 def test_eof_without_close_is_abnormal() -> None:
     server = Protocol(SERVER)
     server.receive_eof()
