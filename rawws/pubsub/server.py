@@ -20,7 +20,8 @@ client → server
 server → client, besides the answers above
 
 - ``presence`` ``{"channel", "count"}`` to a channel's subscribers when someone joins or leaves
-  (at most one per channel every :data:`PRESENCE_INTERVAL`, 0.25 s, carrying the latest count)
+  (at most one per channel every :data:`PRESENCE_INTERVAL`, 0.25 s, longer past 1,000 members,
+  carrying the latest count)
 - ``message`` ``{"channel", "message", "sender": null}`` for what server code publishes
   (``server.broker.publish(channel, message)``)
 - ``error`` ``{"error": "what was wrong", "type": <the offending type, if known>}``;
@@ -107,13 +108,22 @@ _ids = itertools.count(1)
 _STRIPES = 64
 
 PRESENCE_INTERVAL = 0.25
-"""Seconds between two ``presence`` announcements of one channel.
+"""Seconds between two ``presence`` announcements of a channel of up to :data:`PRESENCE_FANOUT` members.
 
 A join or leave is announced at once if the channel announced nothing in the
 last interval; otherwise one announcement at the end of the interval carries
 the count as it is then. Announcing every change would cost N²/2 messages for
 N clients joining a channel: 50 million for 10,000.
 """
+
+PRESENCE_FANOUT = 1000
+"""Past this many members, a channel's interval grows with its size (10,000 members: 2.5 s),
+so that its presence costs at most ``PRESENCE_FANOUT / PRESENCE_INTERVAL`` (4,000) messages a second."""
+
+
+def presence_interval(members: int) -> float:
+    """Seconds between two ``presence`` announcements of a channel of ``members``."""
+    return PRESENCE_INTERVAL * max(1.0, members / PRESENCE_FANOUT)
 
 
 def _weak_pump(subscriber: BrokerClient) -> Callable[[], None]:
@@ -428,12 +438,13 @@ class _Membership:
         """With the channel's lock held: announce ``count`` now, or the count at the end of the interval."""
         now = time.monotonic()
         last = self._announced.get(channel)
-        if last is None or now - last >= PRESENCE_INTERVAL:
+        interval = presence_interval(count)
+        if last is None or now - last >= interval:
             self._announced[channel] = now
             self._publish_presence(channel, count)
         elif channel not in self._due:
             self._due.add(channel)
-            call_later(last + PRESENCE_INTERVAL - now, lambda: self._announce_due(channel))
+            call_later(last + interval - now, lambda: self._announce_due(channel))
 
     def _announce_due(self, channel: str) -> None:
         with self._lock_for(channel):

@@ -690,3 +690,10 @@ def test_a_crowd_joining_one_channel_costs_few_presence_messages(broker_server: 
     assert everyone_current, f"{behind} members whose last presence is not {count}"
     intervals = elapsed / pubsub.PRESENCE_INTERVAL
     assert len(presence[0]) <= intervals + 2, f"{len(presence[0])} presence messages in {elapsed:.2f} s"
+
+
+def test_presence_of_big_channels_costs_at_most_4000_messages_a_second() -> None:
+    for members in (1, 10, 1000, 2000, 10_000, 100_000):
+        interval = pubsub.presence_interval(members)
+        assert interval >= pubsub.PRESENCE_INTERVAL
+        assert members / interval <= pubsub.PRESENCE_FANOUT / pubsub.PRESENCE_INTERVAL
