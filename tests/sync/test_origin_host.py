@@ -160,9 +160,7 @@ def test_host_and_origin_are_checked_before_process_request(start_server: StartS
             return pending.respond(200, "secret page\n")
         return None
 
-    server = start_server(
-        echo, process_request=process_request, allowed_hosts=["localhost"], origins="same-origin"
-    )
+    server = start_server(echo, process_request=process_request, allowed_hosts=["localhost"], origins="same-origin")
     port = server.port
     status, body = plain_get(port, f"evil.example:{port}", "/page")  # DNS rebinding, plain HTTP
     assert status == 403 and "does not name this server" in body and "secret" not in body
