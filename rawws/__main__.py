@@ -76,13 +76,32 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _serve_origins(origins: list[str] | None) -> list[str | None] | None:
+    """``--origin`` values as ``origins``: "same-origin" also admits clients without Origin, as the str form does."""
+    if not origins:
+        return None
+    allowed: list[str | None] = list(origins)
+    if "same-origin" in allowed:
+        allowed.append(None)  # programs (python -m rawws connect) send no Origin; browsers always do
+    return allowed
+
+
+def _serve_hosts(host: str, extra_hosts: list[str] | None) -> list[str] | None:
+    """``--allowed-host`` adds names to the server's own (bind address, localhost, 127.0.0.1, ::1), as in the demo."""
+    if not extra_hosts:
+        return None
+    from .demo import demo_hosts
+
+    return demo_hosts(host, extra_hosts)
+
+
 def _server_options(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(
         compression=None if args.compression == "none" else args.compression,
         max_size=args.max_size,
         max_queue=args.max_queue,
-        origins=args.origin or None,
-        allowed_hosts=args.allowed_host or None,
+        origins=_serve_origins(args.origin),
+        allowed_hosts=_serve_hosts(args.host, args.allowed_host),
         subprotocols=args.subprotocol or (),
         ping_interval=args.ping_interval or None,
         ssl=_tls_context(args),
@@ -115,10 +134,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _run(server, what, "wss" if args.certfile else "ws", args.host)
 
 
+_EVERY_INTERFACE = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def url_host(host: str) -> str:
+    """The host to print in a URL for a server bound to ``host``: loopback for every-interface binds."""
+    reachable = _EVERY_INTERFACE.get(host, host)
+    return f"[{reachable}]" if ":" in reachable else reachable
+
+
 def _run(server: Server, what: str, scheme: str, host: str) -> int:
-    """Print where the server listens (the first line of output, which tests read) and serve."""
-    shown = f"[{host}]" if ":" in host else host
-    print(f"rawws {what} on {scheme}://{shown}:{server.port}/ (Ctrl-C to stop)", flush=True)
+    """Print a URL the server answers (the first line of output, which tests read) and serve.
+
+    Bound to every interface (``0.0.0.0``, ``::``), the URL names the loopback
+    address, which this machine can open; other machines use its address or
+    name, allowed with ``--allowed-host``.
+    """
+    print(f"rawws {what} on {scheme}://{url_host(host)}:{server.port}/ (Ctrl-C to stop)", flush=True)
+    if host in _EVERY_INTERFACE:
+        print(
+            f"listening on every interface ({host or '0.0.0.0'}): from other machines use this one's address "
+            "or name, and allow it with --allowed-host NAME if the server checks Host",
+            file=sys.stderr,
+            flush=True,
+        )
     with server:
         server.serve_forever()
     return 0
@@ -300,9 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--max-queue", type=int, default=16, help="received messages waiting before reading stops")
     s.add_argument("--compression", choices=["deflate", "none"], default="deflate", help="permessage-deflate or none")
-    s.add_argument("--origin", action="append", help="allowed Origin (repeatable); others get 403")
     s.add_argument(
-        "--allowed-host", action="append", metavar="NAME", help="a name the Host header may carry (repeatable)"
+        "--origin",
+        action="append",
+        help="allowed Origin (repeatable), e.g. https://app.example; others get 403. 'same-origin': pages served "
+        "from this server's own address, and clients that send no Origin (programs such as 'connect'); "
+        "without 'same-origin', a client without Origin is refused (default: any origin)",
+    )
+    s.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="another name the Host header may carry besides the bind address, localhost, 127.0.0.1 and ::1 "
+        "(repeatable; as in the demo); others get 403 (default: any Host)",
     )
     s.add_argument("--subprotocol", action="append", help="supported subprotocol (repeatable)")
     s.add_argument("--ping-interval", type=float, default=20.0, help="keepalive seconds; 0 disables")

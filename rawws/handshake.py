@@ -15,7 +15,7 @@ import binascii
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from .exceptions import InvalidHandshake, InvalidHeader
@@ -32,6 +32,11 @@ __all__ = [
     "check_request",
     "check_origin",
     "check_host",
+    "screen_request",
+    "is_upgrade_request",
+    "normalize_origin",
+    "normalize_origins",
+    "normalize_allowed_hosts",
     "SAME_ORIGIN",
     "select_subprotocol",
     "accept",
@@ -215,6 +220,8 @@ pages served from the server's own address, and clients that send no
 """
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+_SECURE_SCHEMES = ("https", "wss")
+_ORIGIN_FORM = "an origin is scheme://host[:port] as browsers send it, e.g. 'https://app.example'"
 
 
 def _host_and_port(authority: str) -> tuple[str, int | None]:
@@ -229,12 +236,112 @@ def _host_and_port(authority: str) -> tuple[str, int | None]:
     return (parts.hostname or "", port)
 
 
-def _same_origin(origin: str, host: str) -> bool:
-    """Whether ``origin`` (``scheme://host[:port]``) names the same host and port as the ``Host`` header."""
+def normalize_origin(origin: str) -> str:
+    """``origin`` the way a browser writes it: ``scheme://host[:port]``, lower-case, without the default port.
+
+    ``"HTTP://App.Example:80/"`` → ``"http://app.example"``; ``"null"`` stays
+    ``"null"``. Raises ValueError for what is not an origin (a path, a query,
+    user information, no host).
+    """
+    if not isinstance(origin, str):
+        raise TypeError(f"an origin is a str, not {type(origin).__name__}")
+    text = origin.strip()
+    if text == "null":
+        return text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{_shown(origin)} is not an origin: {_ORIGIN_FORM}") from None
+    scheme = parts.scheme.lower()
+    if (
+        not scheme
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in text)
+    ):
+        raise ValueError(f"{_shown(origin)} is not an origin: {_ORIGIN_FORM}")
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def normalize_origins(origins: object) -> tuple[str | None, ...] | None:
+    """``origins`` (the server setting) checked and written as browsers send origins (:func:`normalize_origin`).
+
+    None stays None (any origin). A str is one origin, except
+    :data:`SAME_ORIGIN`, short for ``(SAME_ORIGIN, None)``. Otherwise an
+    iterable of origins, :data:`SAME_ORIGIN` and None (None: no ``Origin``
+    header). TypeError for anything else, ValueError for what is not an origin.
+    """
+    if origins is None:
+        return None
+    if isinstance(origins, str):
+        return (SAME_ORIGIN, None) if origins == SAME_ORIGIN else (normalize_origin(origins),)
+    if isinstance(origins, (bytes, bytearray)) or not isinstance(origins, Iterable):
+        raise TypeError(
+            f"origins must be None, 'same-origin', an origin such as 'https://app.example', or a list of them "
+            f"(None in the list allows requests without Origin), not {type(origins).__name__}"
+        )
+    result: list[str | None] = []
+    for item in origins:
+        if item is not None and not isinstance(item, str):
+            raise TypeError(f"origins lists origins (str), 'same-origin' and None, not {type(item).__name__}: {item!r}")
+        value = item if item is None or item == SAME_ORIGIN else normalize_origin(item)
+        if value not in result:
+            result.append(value)
+    return tuple(result)
+
+
+def normalize_allowed_hosts(allowed_hosts: object) -> tuple[str, ...] | None:
+    """``allowed_hosts`` (the server setting) checked: host names and addresses, lower-case, without brackets.
+
+    None stays None (any ``Host``); a str is one name; otherwise an iterable of
+    names. A name with a port (``"localhost:8765"``) is refused with
+    ValueError: the check compares names only, the port is the server's own.
+    """
+    if allowed_hosts is None:
+        return None
+    if isinstance(allowed_hosts, str):
+        allowed_hosts = [allowed_hosts]
+    if isinstance(allowed_hosts, (bytes, bytearray)) or not isinstance(allowed_hosts, Iterable):
+        raise TypeError(
+            f"allowed_hosts must be None, a host name, or a list of host names, not {type(allowed_hosts).__name__}"
+        )
+    result: list[str] = []
+    for item in allowed_hosts:
+        if not isinstance(item, str):
+            raise TypeError(f"allowed_hosts lists host names (str), not {type(item).__name__}: {item!r}")
+        name = item.strip().lower()
+        if name.startswith("[") and name.endswith("]"):
+            name = name[1:-1]
+        if name.startswith("[") or name.count(":") == 1:
+            host = name.rpartition(":")[0] if not name.startswith("[") else name.partition("]")[0] + "]"
+            raise ValueError(
+                f"allowed_hosts lists host names without a port: write {host!r}, not {item!r} "
+                "(the Host check compares names; the port is the server's own)"
+            )
+        if not name or any(c in name for c in "@/?#\\") or any(c.isspace() for c in name):
+            raise ValueError(f"allowed_hosts: {item!r} is not a host name or address")
+        if name not in result:
+            result.append(name)
+    return tuple(result)
+
+
+def _same_origin(origin: str, host: str, secure: bool) -> bool:
+    """Whether ``origin`` (``scheme://host[:port]``) is this server's: same scheme family, host and port as ``Host``."""
     parts = urlsplit(origin)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc or parts.path not in ("", "/"):
         return False  # "null" (a sandboxed or file: page), or not an origin at all
+    if (scheme in _SECURE_SCHEMES) != secure:
+        return False  # an https page is not this http server's own, nor an http page a TLS server's (§10.2)
     try:
         origin_port = parts.port or _DEFAULT_PORTS[scheme]
     except ValueError:
@@ -247,66 +354,128 @@ def _shown(value: str) -> str:
     return repr(value[:100])
 
 
-def check_origin(request: Request, origins: Sequence[str | None] | str) -> None:
+def _served_over_tls(request: Request, secure: bool) -> bool:
+    """Whether the page's scheme should be https: the server speaks TLS, or a TLS-terminating proxy says so.
+
+    ``X-Forwarded-Proto: https`` is trusted for this comparison only: a browser
+    cannot set it on a WebSocket request, and a program can send any Origin anyway.
+    """
+    if secure:
+        return True
+    forwarded = request.headers.get("X-Forwarded-Proto") or ""
+    return forwarded.split(",")[0].strip().lower() == "https"
+
+
+def check_origin(request: Request, origins: Sequence[str | None] | str, *, secure: bool = False) -> None:
     """Refuse with 403 an ``Origin`` that ``origins`` does not allow (§10.2; §4.2.1 item 7, §4.2.2).
 
-    ``origins`` lists the acceptable ``Origin`` values exactly as browsers send
-    them (``"https://app.example"``); None in the list allows a request
-    without the header, and :data:`SAME_ORIGIN` allows the origin whose host
-    and port equal the ``Host`` header's (the page came from this server).
+    ``origins`` lists the acceptable origins (compared as browsers write them,
+    :func:`normalize_origin`: ``"https://App.example/"`` is
+    ``"https://app.example"``); None in the list allows a request without the
+    header, and :data:`SAME_ORIGIN` allows the origin whose scheme, host and
+    port are the server's own: host and port from the ``Host`` header, scheme
+    http (or ws) for a plain server, https (or wss) when ``secure`` (the server
+    speaks TLS) or behind a proxy that sends ``X-Forwarded-Proto: https``.
     The string ``"same-origin"`` on its own means ``["same-origin", None]``.
     This is the defence against cross-site WebSocket hijacking: a browser
     opens a WebSocket from any page to any address and tells the server which
     page asked in ``Origin``.
     """
-    if isinstance(origins, str):
-        origins = [origins, None] if origins == SAME_ORIGIN else [origins]
+    allowed = normalize_origins(origins) or ()
     received = request.headers.get_all("Origin")
     if len(received) > 1:
         raise _refuse(400, "more than one Origin header")
     origin = received[0] if received else None
-    if origin in origins and origin != SAME_ORIGIN:
-        return
-    if origin is not None and SAME_ORIGIN in origins and _same_origin(origin, (request.headers.get("Host") or "")):
-        return
+    if origin is None:
+        if None in allowed:
+            return
+    else:
+        try:
+            canonical = normalize_origin(origin)
+        except ValueError:
+            canonical = origin
+        if canonical != SAME_ORIGIN and canonical in allowed:
+            return
+        if SAME_ORIGIN in allowed and _same_origin(
+            origin, request.headers.get("Host") or "", _served_over_tls(request, secure)
+        ):
+            return
     why = f"origin {_shown(origin) if origin is not None else '(none)'} is not allowed"
-    if SAME_ORIGIN in origins:
-        why += f": this server accepts pages from its own origin (host {_shown(request.headers.get('Host') or '')})"
-        listed = [o for o in origins if o is not None and o != SAME_ORIGIN]
+    if SAME_ORIGIN in allowed:
+        scheme = "https" if _served_over_tls(request, secure) else "http"
+        why += (
+            f": this server accepts pages from its own origin "
+            f"({scheme}:// and host {_shown(request.headers.get('Host') or '')})"
+        )
+        listed = [o for o in allowed if o is not None and o != SAME_ORIGIN]
         why += f" and {', '.join(listed)}" if listed else " only"
     raise _refuse(403, why)
 
 
-def check_host(request: Request, allowed_hosts: Sequence[str]) -> None:
+def check_host(request: Request, allowed_hosts: Sequence[str] | str) -> None:
     """Refuse with 403 a request whose ``Host`` does not name this server (the DNS rebinding defence).
 
     ``allowed_hosts`` lists host names and addresses (``"localhost"``,
     ``"127.0.0.1"``, ``"::1"``, ``"chat.example"``), compared without the
-    port and without regard to case. A page on a rebound name (a domain the
-    attacker pointed at 127.0.0.1) is same-origin with itself, so only the
-    ``Host`` it sends gives it away.
+    port and without regard to case (:func:`normalize_allowed_hosts`; a str
+    is one name). A page on a rebound name (a domain the attacker pointed at
+    127.0.0.1) is same-origin with itself, so only the ``Host`` it sends gives
+    it away.
     """
-    host = request.headers.get("Host") or ""
+    names = normalize_allowed_hosts(allowed_hosts) or ()
+    hosts = request.headers.get_all("Host")
+    host = hosts[0] if len(hosts) == 1 else ""
     name, _ = _host_and_port(host)
-    if name and name in {allowed.lower().strip("[]") for allowed in allowed_hosts}:
+    if name and name in names:
         return
     raise _refuse(
         403,
-        f"Host {_shown(host)} does not name this server; it answers to {', '.join(allowed_hosts) or 'no name'}",
+        f"Host {_shown(host)} does not name this server; it answers to {', '.join(names) or 'no name'}",
     )
+
+
+def is_upgrade_request(request: Request) -> bool:
+    """Whether ``request`` asks for the WebSocket upgrade (``Upgrade`` lists ``websocket``)."""
+    return any(
+        token.strip(" \t").lower() == "websocket"
+        for value in request.headers.get_all("Upgrade")
+        for token in value.split(",")
+    )
+
+
+def screen_request(
+    request: Request,
+    *,
+    origins: Sequence[str | None] | str | None = None,
+    allowed_hosts: Sequence[str] | str | None = None,
+    secure: bool = False,
+) -> None:
+    """The checks that come before anything else, ``process_request`` included: 403 if they fail.
+
+    ``Host`` (:func:`check_host`) for every request, so that a page on a
+    rebound DNS name gets nothing, not even plain HTTP; ``Origin``
+    (:func:`check_origin`) for upgrade requests, so that the application's
+    code never runs for a WebSocket that will be refused for its origin.
+    """
+    if allowed_hosts is not None:
+        check_host(request, allowed_hosts)
+    if origins is not None and is_upgrade_request(request):
+        check_origin(request, origins, secure=secure)
 
 
 def check_request(
     request: Request,
     *,
     origins: Sequence[str | None] | str | None = None,
-    allowed_hosts: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | str | None = None,
+    secure: bool = False,
 ) -> str:
     """Check a client's opening handshake (§4.2.1); return its ``Sec-WebSocket-Key``.
 
     ``allowed_hosts``, if given, lists the names the ``Host`` header may carry
     (:func:`check_host`); ``origins``, if given, the acceptable ``Origin``
-    values (:func:`check_origin`). Either refusal is a 403 (§10.2).
+    values (:func:`check_origin`; ``secure``: the server speaks TLS). Either
+    refusal is a 403 (§10.2).
     Raises :class:`InvalidHandshake` whose ``status`` and ``headers`` make the
     refusal: 405, 426, 400 or 403.
 
@@ -358,7 +527,7 @@ def check_request(
     if allowed_hosts is not None:
         check_host(request, allowed_hosts)
     if origins is not None:
-        check_origin(request, origins)
+        check_origin(request, origins, secure=secure)
     return key
 
 

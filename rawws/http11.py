@@ -38,6 +38,9 @@ MAX_HEAD = 65536
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Field values: visible characters, spaces and tabs, obs-text (RFC 9110 §5.5).
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+# The same two rules for what rawws itself writes (str, before encoding to Latin-1).
+_TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE_STR = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 # RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT.
 _VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
 # Content-Length = 1*DIGIT (RFC 9110 §8.6), ASCII digits only.
@@ -108,7 +111,26 @@ class Headers:
         return f"Headers({self._items!r})"
 
     def serialize(self) -> bytes:
-        return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self._items)
+        """The fields as they go on the wire; ValueError names a field that cannot be sent as it is.
+
+        A name must be a token and a value visible characters, spaces, tabs
+        and obs-text (RFC 9110 §5.1, §5.5): a CR or LF in a value would end the
+        field and start another one the caller never meant (header injection,
+        response splitting), so nothing is written rather than that.
+        """
+        out = []
+        for name, value in self._items:
+            if not isinstance(name, str) or not _TOKEN_STR.fullmatch(name):
+                raise ValueError(f"invalid header name {name!r}: a header name is a token (RFC 9110 §5.1)")
+            if not isinstance(value, str):
+                raise TypeError(f"header {name}: the value must be a str, not {type(value).__name__}")
+            if not _VALUE_STR.fullmatch(value):
+                raise ValueError(
+                    f"header {name}: the value {value[:64]!r} holds a line break, a control character or a "
+                    "character outside Latin-1; it cannot be sent (RFC 9110 §5.5)"
+                )
+            out.append(f"{name}: {value}\r\n".encode("latin-1"))
+        return b"".join(out)
 
 
 @dataclass
@@ -132,6 +154,11 @@ class Request:
             self.target = self.path
 
     def serialize(self) -> bytes:
+        """The request head; ValueError if the method, the path or a header cannot be sent as it is."""
+        if not _TOKEN_STR.fullmatch(self.method):
+            raise ValueError(f"invalid method {self.method!r}: a method is a token (RFC 9110 §9.1)")
+        if not re.fullmatch(r"[\x21-\x7e]+", self.path):
+            raise ValueError(f"invalid request target {self.path[:64]!r}: visible ASCII characters only")
         return f"{self.method} {self.path} {self.version}\r\n".encode("latin-1") + self.headers.serialize() + b"\r\n"
 
 
@@ -146,6 +173,11 @@ class Response:
     version: str = "HTTP/1.1"
 
     def serialize(self) -> bytes:
+        """The response; ValueError if the status, the reason or a header cannot be sent as it is."""
+        if isinstance(self.status, bool) or not isinstance(self.status, int) or not 100 <= self.status <= 999:
+            raise ValueError(f"invalid status {self.status!r}: a status code is three digits (RFC 9110 §15)")
+        if not _VALUE_STR.fullmatch(self.reason):
+            raise ValueError(f"invalid reason phrase {self.reason[:64]!r}: no line breaks or control characters")
         head = f"{self.version} {self.status} {self.reason}\r\n".encode("latin-1")
         return head + self.headers.serialize() + b"\r\n" + self.body
 
@@ -242,6 +274,8 @@ class HeadParser:
 
     def _check_partial(self) -> None:
         buffer = self._buffer
+        if self.kind == "request":
+            self._check_method_prefix()
         if len(buffer) > self.max_head:
             raise InvalidHandshake(f"HTTP head longer than {self.max_head} bytes", status=431)
         last_line_start = buffer.rfind(b"\n") + 1
@@ -249,6 +283,23 @@ class HeadParser:
             raise InvalidHandshake(f"HTTP line longer than {self.max_line} bytes", status=431)
         if buffer.count(b"\n") > self.max_headers + 1:
             raise InvalidHandshake(f"more than {self.max_headers} header fields", status=431)
+
+    def _check_method_prefix(self) -> None:
+        """400 at once when the first bytes cannot begin a request line (a method is a token, RFC 9112 §3).
+
+        Without this, bytes that are not HTTP (a TLS ClientHello sent to a plain
+        ``ws://`` port, whose first byte is 0x16) would be buffered as a head
+        that never ends, and the client would wait for ``open_timeout``.
+        """
+        first_line = bytes(self._buffer[:64]).split(b" ", 1)[0]
+        if _TOKEN.fullmatch(first_line) or not first_line:
+            return
+        if first_line[:1] == b"\x16":
+            raise InvalidHandshake(
+                "this is a TLS handshake, but this server speaks plain HTTP: use ws:// (or http://), not wss://",
+                status=400,
+            )
+        raise InvalidHandshake(f"not an HTTP request: it starts with {first_line[:16]!r}", status=400)
 
     def _parse(self, head: bytes) -> Request | Response:
         lines = head.split(b"\r\n")

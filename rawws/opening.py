@@ -43,6 +43,7 @@ from .handshake import (
     parse_extensions,
     parse_token_list,
     reject,
+    screen_request,
     select_subprotocol,
     serialize_extensions,
 )
@@ -70,7 +71,8 @@ class ServerHandshake:
     ``receive_data`` returns the :class:`~rawws.http11.Request` once its head
     is complete (None before) and raises :class:`InvalidHandshake` (with the
     status to answer) for a malformed head. The I/O layer may then inspect the
-    request (``process_request``) and either :meth:`respond` with any HTTP
+    request (``process_request``, after :meth:`screen`: ``Host`` and
+    ``Origin`` come first) and either :meth:`respond` with any HTTP
     response, or :meth:`accept` it: the §4.2.1 checks run, the subprotocol
     and extensions are chosen, and the 101 response is queued.
     """
@@ -79,14 +81,16 @@ class ServerHandshake:
         self,
         *,
         origins: Sequence[str | None] | str | None = None,
-        allowed_hosts: Sequence[str] | None = None,
+        allowed_hosts: Sequence[str] | str | None = None,
         subprotocols: Sequence[str] = (),
         select_subprotocol: Callable[[list[str]], str | None] | None = None,
         compression: DeflateConfig | None = None,
         extra_headers: Sequence[tuple[str, str]] = (),
+        secure: bool = False,
     ) -> None:
         self.origins = origins
         self.allowed_hosts = allowed_hosts
+        self.secure = secure
         self.subprotocols = list(subprotocols)
         self.select_subprotocol = select_subprotocol
         self.compression = compression
@@ -118,13 +122,21 @@ class ServerHandshake:
         """Bytes received after the request's head (the client's first frames, if it did not wait)."""
         return self._parser.remainder
 
+    def screen(self, request: Request) -> None:
+        """The ``Host`` check (every request) and the ``Origin`` check (upgrade requests), before anything else.
+
+        Raises :class:`InvalidHandshake` (403) as :func:`rawws.handshake.screen_request`
+        does; run it before showing the request to application code.
+        """
+        screen_request(request, origins=self.origins, allowed_hosts=self.allowed_hosts, secure=self.secure)
+
     def accept(self, request: Request) -> Response:
         """Check the request (§4.2.1), choose subprotocol and extensions, queue the 101 response (§4.2.2).
 
         Raises :class:`InvalidHandshake` carrying the status to refuse with;
         pass it to :meth:`refuse` to queue that answer.
         """
-        key = check_request(request, origins=self.origins, allowed_hosts=self.allowed_hosts)
+        key = check_request(request, origins=self.origins, allowed_hosts=self.allowed_hosts, secure=self.secure)
         self.subprotocol = self._choose_subprotocol(request)
         extension_header = self._negotiate_extensions(request)
         response = accept(

@@ -18,7 +18,9 @@ Who may use it (see the README's "Security" section):
   rebinding.
 - **Names are bound to connections.** The page connects to ``/ws?name=NAME``;
   the server stamps that name and a connection id on everything the page
-  sends, and refuses a second connection with the same name in a room.
+  sends, and refuses a second connection with the same name in a room
+  (compared NFKC-normalised and case-folded); a name that is too long or
+  holds invisible or control characters is refused with 400 (:func:`check_name`).
 
 The page's wire panel shows its own connection's frames
 (:mod:`rawws.demo.wire`); for it, compression is negotiated without context
@@ -28,6 +30,7 @@ whenever the panel is opened.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
@@ -37,9 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-from ..exceptions import InvalidHandshake
 from ..extensions.permessage_deflate import DeflateConfig
-from ..handshake import SAME_ORIGIN, check_host
+from ..handshake import SAME_ORIGIN
 from ..http11 import Request, Response
 from ..pubsub.broker import MessageBroker
 from ..pubsub.server import BrokerServer, broker_handler
@@ -48,10 +50,9 @@ from ..sync.pending import PendingConnection
 from ..sync.server import listen
 from .wire import with_wire_view
 
-__all__ = ["serve_demo", "demo_hosts", "STATIC", "MAX_NAME_LENGTH"]
+__all__ = ["serve_demo", "demo_hosts", "check_name", "STATIC", "MAX_NAME_LENGTH"]
 
 MAX_NAME_LENGTH = 32
-_WILDCARDS = ("", "0.0.0.0", "::")
 
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -72,22 +73,56 @@ def _load(name: str) -> bytes:
 def demo_hosts(host: str | None, extra_hosts: Sequence[str] = ()) -> list[str]:
     """The ``Host`` names the demo answers to: the bind address, the loopback names, and ``extra_hosts``.
 
-    Bound to every interface (``0.0.0.0``, ``::``, ``""``), other machines reach it
-    by an address or name of this one: list those in ``extra_hosts``.
+    Bound to every interface (``0.0.0.0``, ``::``), that name is accepted too,
+    and other machines reach the server by an address or name of this one:
+    list those in ``extra_hosts``.
     """
     names = ["localhost", "127.0.0.1", "::1"]
-    if host not in _WILDCARDS and host is not None and host not in names:
-        names.insert(0, host)
+    bound = (host or "").strip("[]").lower()
+    if bound and bound not in names:
+        # The wildcard name too ("0.0.0.0"), where a browser can open it: a rebound domain
+        # still sends its own name in Host, so this lets no other site in.
+        names.insert(0, bound)
     return names + [name for name in extra_hosts if name not in names]
 
 
-def _chosen_name(request: Request) -> str | None:
-    """The name in ``/ws?name=...``, stripped; None if absent, empty, too long or holding control characters."""
-    values = parse_qs(urlsplit(request.path).query).get("name", [])
-    name = values[0].strip() if values else ""
-    if not name or len(name) > MAX_NAME_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in name):
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible formatting character (zero-width, byte order mark or bidirectional override)",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Cs": "a lone surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+}
+
+
+def check_name(name: str) -> str | None:
+    """``name`` (from ``/ws?name=``) stripped; None for no name (anonymous); ValueError saying what is wrong.
+
+    Refused: more than :data:`MAX_NAME_LENGTH` characters, and characters that
+    print nothing or reorder the text (Unicode categories Cc, Cf, Zl, Zp, and
+    surrogates, private-use and unassigned code points), which would let
+    ``"a\u200blice"`` or ``"\u202eecila"`` pass for ``alice``. Names are unique
+    per room by :func:`rawws.pubsub.server.name_key` (NFKC, case-folded);
+    look-alikes from other scripts (Cyrillic ``а``) are not caught.
+    """
+    name = name.strip()
+    if not name:
         return None
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"the name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed")
+    for char in name:
+        what = _REFUSED_CATEGORIES.get(unicodedata.category(char))
+        if what is not None:
+            raise ValueError(f"the name holds {what} (U+{ord(char):04X}); choose another")
     return name
+
+
+def _chosen_name(request: Request) -> str | None:
+    """The name in ``/ws?name=...`` (:func:`check_name`); None if absent or empty."""
+    values = parse_qs(urlsplit(request.path).query).get("name", [])
+    return check_name(values[0]) if values else None
 
 
 def serve_demo(
@@ -114,14 +149,14 @@ def serve_demo(
     origins = options.origins if options.origins is not None else [SAME_ORIGIN, None, *extra_origins]
 
     def process_request(pending: PendingConnection, request: Request) -> Response | None:
-        try:
-            check_host(request, hosts)  # pages too: a rebound name gets nothing from this server
-        except InvalidHandshake as exc:
-            return pending.respond(403, f"{exc}\n")
+        # Host (every request) and Origin (upgrades) were checked before this runs: a rebound name gets nothing.
         path = request.path.split("?", 1)[0]
         if path == "/ws":
-            pending.context["user"] = _chosen_name(request)
-            return None  # the WebSocket endpoint: Origin and Host are checked by the handshake
+            try:
+                pending.context["user"] = _chosen_name(request)
+            except ValueError as exc:
+                return pending.respond(400, f"{exc}\n")
+            return None
         if request.method != "GET":
             return pending.respond(405, "only GET here\n", headers=[("Allow", "GET")])
         if path == "/healthz":

@@ -47,7 +47,16 @@ from typing import Any, Protocol
 
 from ..exceptions import ConnectionClosed
 
-__all__ = ["MessageBroker", "Backend", "LocalBackend", "Callback", "PatternCallback", "SubscriberGone", "RESERVED"]
+__all__ = [
+    "MessageBroker",
+    "Backend",
+    "LocalBackend",
+    "Callback",
+    "PatternCallback",
+    "MessageCheck",
+    "SubscriberGone",
+    "RESERVED",
+]
 
 RESERVED = "\x00"
 """Channel names starting with this are the pub/sub server's; ordinary patterns do not match them."""
@@ -57,6 +66,8 @@ logger = logging.getLogger("rawws.broker")
 Callback = Callable[[Any], Any]
 """A channel subscriber: called as ``callback(message)``, as in the classic exercise."""
 PatternCallback = Callable[[str, Any], Any]
+MessageCheck = Callable[[str, Any], None]
+"""``f(channel, message)``: raises to refuse a message before it is published (:attr:`MessageBroker.check_message`)."""
 """A pattern subscriber: called as ``callback(channel, message)``, since the channel varies."""
 
 
@@ -126,7 +137,10 @@ class LocalBackend:
 class MessageBroker:
     """Publish/subscribe by channel name. See the module documentation for the rules."""
 
-    def __init__(self, backend: Backend | None = None) -> None:
+    def __init__(self, backend: Backend | None = None, *, check_message: MessageCheck | None = None) -> None:
+        self.check_message: MessageCheck | None = check_message
+        """``f(channel, message)`` run before every publish outside the reserved channels; what it raises refuses
+        the message. The pub/sub server sets one (when none is set) that refuses what cannot be sent as JSON."""
         self._lock = threading.Lock()
         # Subscriber lists are tuples, replaced on change: a publish takes a
         # snapshot by reading one reference.
@@ -155,9 +169,12 @@ class MessageBroker:
         """Deliver ``message`` to the subscribers of ``channel``; return how many were notified.
 
         With the default backend that is the number of callbacks that ran
-        without raising. Other backends document what they count.
+        without raising. Other backends document what they count. If
+        :attr:`check_message` is set, what it raises (nothing is delivered).
         """
         _check_name(channel, "channel")
+        if self.check_message is not None and not channel.startswith(RESERVED):
+            self.check_message(channel, message)
         return self.backend.publish(channel, message)
 
     # --- patterns and introspection ---------------------------------------------------

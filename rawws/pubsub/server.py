@@ -54,6 +54,7 @@ import logging
 import socket
 import threading
 import time
+import unicodedata
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -73,6 +74,8 @@ from .broker import RESERVED, MessageBroker, SubscriberGone
 from .messages import MAX_DEPTH, MessageError, make_message, parse_message
 
 __all__ = [
+    "check_json_message",
+    "name_key",
     "Authorize",
     "BrokerClient",
     "Overflow",
@@ -381,6 +384,33 @@ class BrokerClient:
         self.reply("error", payload)
 
 
+def check_json_message(channel: str, message: Any) -> None:
+    """Raise what :func:`make_message` raises for ``message``: TypeError (not JSON: a set, bytes, an object)
+    or ValueError (NaN or infinity, a circular reference), saying which channel.
+
+    The pub/sub server sets it as its broker's :attr:`~rawws.pubsub.broker.MessageBroker.check_message`,
+    so that ``server.broker.publish`` refuses, as :meth:`BrokerServer.notify` does, what WebSocket
+    subscribers could not receive, instead of counting it delivered.
+    """
+    try:
+        make_message("message", {"channel": channel, "message": message, "sender": None})
+    except TypeError as exc:
+        raise TypeError(f"cannot publish on {channel!r}: WebSocket subscribers get JSON, and {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"cannot publish on {channel!r}: WebSocket subscribers get JSON; {exc}") from None
+
+
+def name_key(user: str) -> str:
+    """What makes two user names the same for ``unique_users``: NFKC-normalised and case-folded.
+
+    ``"ALICE"``, ``"alice"`` and ``"ａｌｉｃｅ"`` (full-width) are one name. Look-alikes
+    from different scripts (Latin ``a`` and Cyrillic ``а``) stay different
+    names: telling them apart needs the Unicode confusables table (UTS #39),
+    which the standard library does not have.
+    """
+    return unicodedata.normalize("NFKC", user).casefold()
+
+
 class _Membership:
     """Joining and leaving channels, and the ``presence`` counts they announce.
 
@@ -391,7 +421,8 @@ class _Membership:
     channels rarely wait on each other. Counted are the WebSocket
     clients of this server process subscribed to the channel; local
     subscribers (server code) are not. With ``unique_users``, two members of
-    one channel may not have the same ``user``.
+    one channel may not have the same ``user``, compared by :func:`name_key`
+    (``"Alice"`` and ``"ａｌｉｃｅ"`` are one name).
     """
 
     def __init__(self, broker: MessageBroker, unique_users: bool = False) -> None:
@@ -409,7 +440,7 @@ class _Membership:
         """Subscribe ``client``, answer ``subscribed`` and announce the count; a reason if refused."""
         with self._lock_for(channel):
             if self.unique_users and client.user is not None:
-                holder = self._names.setdefault((channel, client.user), client.id)
+                holder = self._names.setdefault((channel, name_key(client.user)), client.id)
                 if holder != client.id:
                     return f"the name {client.user!r} is taken in {channel}: choose another"
             client.subscribe_to(channel)
@@ -423,8 +454,8 @@ class _Membership:
 
     def leave(self, client: BrokerClient, channel: str) -> int | None:
         with self._lock_for(channel):
-            if client.user is not None and self._names.get((channel, client.user)) == client.id:
-                del self._names[(channel, client.user)]
+            if client.user is not None and self._names.get((channel, name_key(client.user))) == client.id:
+                del self._names[(channel, name_key(client.user))]
             if not client.unsubscribe_from(channel):
                 return None
             count = self.members(channel)
@@ -496,6 +527,8 @@ class _Handler:
         self.max_channels = 100
         self.authorize = authorize
         self.membership = _Membership(broker, unique_users)
+        if broker.check_message is None:
+            broker.check_message = check_json_message  # WebSocket subscribers get JSON: refuse the rest at publish()
 
     def __call__(self, ws: Connection) -> None:
         client = BrokerClient(ws, self.broker, self.max_pending, self.overflow, self.max_pending_bytes, self.membership)

@@ -17,6 +17,7 @@ from ssl import SSLContext
 from typing import Any, TypedDict, Union
 
 from ..extensions.permessage_deflate import DeflateConfig, compression_config
+from ..handshake import normalize_allowed_hosts, normalize_origins
 from ..http11 import Request, Response
 from .pending import PendingConnection
 
@@ -94,10 +95,13 @@ class ServerOptions(ConnectionOptions):
     """Allowed ``Origin`` values (None in the list allows no header); others get 403. None: any.
 
     ``"same-origin"`` (in the list, or alone as short for ``["same-origin", None]``)
-    allows pages served from the host and port the request was sent to
-    (:func:`rawws.handshake.check_origin`)."""
-    allowed_hosts: Sequence[str] | None = None
-    """Names the ``Host`` header may carry (``["localhost", "127.0.0.1"]``), port aside; others get 403. None: any."""
+    allows pages served from the scheme, host and port the request was sent to
+    (:func:`rawws.handshake.check_origin`). Checked and normalised when the
+    options are made (``"HTTPS://App.example/"`` is stored as ``"https://app.example"``,
+    :func:`rawws.handshake.normalize_origins`): TypeError or ValueError then, not at a handshake."""
+    allowed_hosts: Sequence[str] | str | None = None
+    """Names the ``Host`` header may carry (``["localhost", "127.0.0.1"]``; a str is one name), port aside;
+    others get 403, pages included. None: any. A name with a port is refused (ValueError)."""
     process_request: ProcessRequest | None = None
     """``f(pending, request) -> Response | None``: answer plain HTTP instead of upgrading."""
     max_handshakes: int | None = 256
@@ -109,6 +113,9 @@ class ServerOptions(ConnectionOptions):
         super().__post_init__()
         if self.max_handshakes is not None and self.max_handshakes < 1:
             raise ValueError(f"max_handshakes must be at least 1, or None for no cap, not {self.max_handshakes!r}")
+        # Checked once here, so that a mistake is an error at serve() time rather than a 500 at every handshake.
+        object.__setattr__(self, "origins", normalize_origins(self.origins))
+        object.__setattr__(self, "allowed_hosts", normalize_allowed_hosts(self.allowed_hosts))
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,7 @@ class ServerSettings(ConnectionSettings, total=False):
     subprotocols: Sequence[str]
     select_subprotocol: SelectSubprotocol | None
     origins: Sequence[str | None] | str | None
-    allowed_hosts: Sequence[str] | None
+    allowed_hosts: Sequence[str] | str | None
     process_request: ProcessRequest | None
     max_handshakes: int | None
     ssl: SSLContext | None

@@ -123,6 +123,7 @@ class Server:
         self._accepting = threading.Event()  # the accept loop is running (in some thread)
         self._accept_ident = 0
         self._accept_thread: threading.Thread | None = None
+        self._loop_claimed = False
         self._wake_r, self._wake_w = socket.socketpair()
         # Admission (max_handshakes): opening handshakes in progress, incremented by the accept loop
         # before it starts a connection's thread, decremented by that thread when its handshake ends.
@@ -158,17 +159,35 @@ class Server:
         return self._handshakes
 
     def serve_forever(self) -> None:
-        """Accept connections until :meth:`shutdown` (or Ctrl-C, which shuts down)."""
+        """Accept connections until :meth:`shutdown` (or Ctrl-C, which shuts down).
+
+        RuntimeError if the server was shut down or is already accepting.
+        """
+        self._claim_accept_loop()
         try:
             self._accept_loop()
         except KeyboardInterrupt:
             self.shutdown()
 
     def start(self) -> Server:
-        """Run the accept loop in a background thread; return self."""
+        """Run the accept loop in a background thread; return self.
+
+        RuntimeError if the server was shut down (its socket is closed: make a new
+        one with :func:`serve`) or is already accepting.
+        """
+        self._claim_accept_loop()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="rawws-accept", daemon=True)
         self._accept_thread.start()
         return self
+
+    def _claim_accept_loop(self) -> None:
+        """Only one accept loop per server, and none after :meth:`shutdown` (its socket is closed)."""
+        with self._lock:
+            if self._closing.is_set():
+                raise RuntimeError("this server was shut down and cannot accept again; make a new one with serve()")
+            if self._loop_claimed:
+                raise RuntimeError("this server is already accepting connections (start() or serve_forever() ran)")
+            self._loop_claimed = True
 
     def _accept_loop(self) -> None:
         self._accept_ident = threading.get_ident()
@@ -275,6 +294,7 @@ class Server:
             select_subprotocol=options.select_subprotocol,
             compression=self.deflate,
             extra_headers=[("Server", SERVER_HEADER)],
+            secure=options.ssl is not None,
         )
         sock = client
         context: dict[str, Any] = {}
@@ -294,10 +314,11 @@ class Server:
                     sock.close()
                     return None
                 request = handshake.receive_data(data)
+            handshake.screen(request)  # Host and Origin before any application code sees the request
             if options.process_request is not None:
                 pending = PendingConnection(sock, address, self)
-                context = pending.context
                 answer = options.process_request(pending, request)
+                context = pending.context  # after the call: process_request may have assigned a new dict
                 if answer is not None and not isinstance(answer, Response):
                     raise TypeError(
                         f"process_request returned {type(answer).__name__}; it must return a "

@@ -350,10 +350,25 @@ def test_the_server_never_writes_nan(broker_server: Any) -> None:
     with connect(f"ws://127.0.0.1:{server.port}/") as subscriber:
         send_message(subscriber, "subscribe", {"channel": "c"})
         next_of(subscriber, "subscribed")
-        assert server.broker.publish("c", [math.nan]) == 0  # not sent: nobody was notified
+        # Refused as notify refuses it, rather than "delivered" to nobody (2 for a local subscriber).
+        local: list[Any] = []
+        server.broker.subscribe("c", local.append)
+        with pytest.raises(ValueError, match="cannot publish on 'c'"):
+            server.broker.publish("c", [math.nan])
+        with pytest.raises(TypeError, match="cannot publish on 'c'.*set"):
+            server.broker.publish("c", {1, 2})
+        assert local == []
         server.broker.publish("c", "fine")
         assert next_of(subscriber, "message")["payload"]["message"] == "fine"  # the next thing it got
     assert json.loads(make_message("message", {"x": 1e308}))["payload"] == {"x": 1e308}
+
+
+def test_a_plain_broker_still_delivers_anything_to_local_subscribers() -> None:
+    broker = MessageBroker()
+    got: list[Any] = []
+    broker.subscribe("c", got.append)
+    assert broker.publish("c", {1, 2}) == 1 and broker.publish("c", math.nan) == 1
+    assert got[0] == {1, 2} and math.isnan(got[1])
 
 
 def test_parse_message_refuses_constants() -> None:

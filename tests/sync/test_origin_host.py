@@ -101,15 +101,15 @@ def test_check_origin_default_ports() -> None:
     def request(host: str, origin: str) -> Request:
         return Request("GET", "/", Headers([("Host", host), ("Origin", origin)]))
 
-    check_origin(request("chat.example", "https://chat.example"), "same-origin")
-    check_origin(request("chat.example:443", "https://chat.example"), "same-origin")
+    check_origin(request("chat.example", "https://chat.example"), "same-origin", secure=True)
+    check_origin(request("chat.example:443", "https://chat.example"), "same-origin", secure=True)
     check_origin(request("chat.example", "http://chat.example:80"), "same-origin")
     with pytest.raises(InvalidHandshake):
-        check_origin(request("chat.example:8443", "https://chat.example"), "same-origin")
+        check_origin(request("chat.example:8443", "https://chat.example"), "same-origin", secure=True)
     with pytest.raises(InvalidHandshake):
-        check_origin(request("chat.example", "https://chat.example.evil.example"), "same-origin")
+        check_origin(request("chat.example", "https://chat.example.evil.example"), "same-origin", secure=True)
     with pytest.raises(InvalidHandshake):
-        check_origin(request("chat.example", "https://evil@chat.example"), "same-origin")  # not an origin
+        check_origin(request("chat.example", "https://evil@chat.example"), "same-origin", secure=True)  # not one
     check_origin(request("x", "https://app.example"), "https://app.example")  # a single origin, as a string
 
 
@@ -134,3 +134,89 @@ def test_a_host_with_userinfo_or_a_path_names_nothing(start_server: StartServer)
     for host in (f"evil.example:{port}@127.0.0.1", f"127.0.0.1:{port}/x", f"evil.example#@127.0.0.1:{port}"):
         assert handshake(port, host, None)[0] in (400, 403), host
     assert handshake(port, f"127.0.0.1:{port}", None)[0] == 101
+
+
+def plain_get(port: int, host: str, path: str = "/") -> tuple[int, str]:
+    """A plain GET (no upgrade) with this ``Host``; the status and body answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        for _ in range(100):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def test_host_and_origin_are_checked_before_process_request(start_server: StartServer) -> None:
+    """A rebound name gets no page, and a refused Origin runs none of process_request's side effects."""
+    calls: list[str] = []
+
+    def process_request(pending: PendingConnection, request: Request) -> Any:
+        calls.append(request.path)
+        if request.path == "/page":
+            return pending.respond(200, "secret page\n")
+        return None
+
+    server = start_server(echo, process_request=process_request, allowed_hosts=["localhost"], origins="same-origin")
+    port = server.port
+    status, body = plain_get(port, f"evil.example:{port}", "/page")  # DNS rebinding, plain HTTP
+    assert status == 403 and "does not name this server" in body and "secret" not in body
+    status, body = handshake(port, f"localhost:{port}", "http://evil.example")  # cross-site upgrade
+    assert status == 403 and "not allowed" in body
+    assert calls == []  # process_request never ran for either
+    assert plain_get(port, f"localhost:{port}", "/page") == (200, "secret page\n")
+    assert handshake(port, f"localhost:{port}", f"http://localhost:{port}")[0] == 101
+    assert calls == ["/page", "/ws"]
+
+
+def test_same_origin_compares_the_scheme(start_server: StartServer) -> None:
+    server = start_server(echo, origins="same-origin")
+    port = server.port
+    status, body = handshake(port, f"127.0.0.1:{port}", f"https://127.0.0.1:{port}")
+    assert status == 403 and "http://" in body  # an https page is not this plain server's own
+    assert handshake(port, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}")[0] == 101
+
+    def request(origin: str, *extra: tuple[str, str]) -> Request:
+        return Request("GET", "/", Headers([("Host", "chat.example"), ("Origin", origin), *extra]))
+
+    check_origin(request("https://chat.example"), "same-origin", secure=True)
+    check_origin(request("wss://chat.example"), "same-origin", secure=True)
+    check_origin(request("ws://chat.example"), "same-origin")
+    with pytest.raises(InvalidHandshake):
+        check_origin(request("http://chat.example"), "same-origin", secure=True)
+    # Behind a TLS-terminating proxy: the page is https although rawws speaks plain HTTP.
+    check_origin(request("https://chat.example", ("X-Forwarded-Proto", "https")), "same-origin")
+
+
+def test_origins_and_allowed_hosts_are_checked_and_normalised_at_serve_time(start_server: StartServer) -> None:
+    with pytest.raises(TypeError, match="origins must be"):
+        start_server(echo, origins=42)
+    with pytest.raises(TypeError, match="allowed_hosts"):
+        start_server(echo, allowed_hosts=42)
+    with pytest.raises(ValueError, match="without a port: write 'localhost'"):
+        start_server(echo, allowed_hosts=["localhost:8765"])
+    with pytest.raises(ValueError, match="not an origin"):
+        start_server(echo, origins=["https://app.example/chat"])
+    # A str is one name, not its letters; origins are compared as browsers send them.
+    server = start_server(echo, allowed_hosts="LocalHost", origins=["HTTP://App.Example:80/", "https://x.example/"])
+    port = server.port
+    assert handshake(port, f"localhost:{port}", "http://app.example")[0] == 101
+    assert handshake(port, f"localhost:{port}", "https://x.example")[0] == 101
+    assert handshake(port, "l", "http://app.example")[0] == 403
+    assert handshake(port, f"localhost:{port}", "http://other.example")[0] == 403
+
+
+def test_assigning_pending_context_reaches_the_handler(start_server: StartServer) -> None:
+    def process_request(pending: PendingConnection, request: Any) -> None:
+        pending.context = {"user": "bob"}
+
+    server = start_server(lambda ws: ws.send(repr(ws.context)), process_request=process_request)
+    with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        assert ws.recv(timeout=scaled(5)) == "{'user': 'bob'}"
+    with socket.socket() as unconnected:
+        pending = PendingConnection(unconnected, None, None)
+    with pytest.raises(TypeError, match="must be a dict"):
+        pending.context = ["bob"]  # type: ignore[assignment]
