@@ -144,8 +144,11 @@ class MessageBroker:
         self._lock = threading.Lock()
         # Subscriber lists are tuples, replaced on change: a publish takes a
         # snapshot by reading one reference.
+        # Each key's subscribers as a tuple (publish iterates a snapshot without the lock) and as a
+        # set beside it (joining checks membership in O(1): a channel of 10,000 is joined 10,000 times).
         self._channels: dict[str, tuple[Callback, ...]] = {}
         self._patterns: dict[str, tuple[PatternCallback, ...]] = {}
+        self._members: dict[tuple[bool, str], set[Callable[..., Any]]] = {}
         self.backend: Backend = backend if backend is not None else LocalBackend()
         self.backend.attach(self._deliver)
 
@@ -192,13 +195,15 @@ class MessageBroker:
     def unsubscribe_all(self, callback: Callable[..., Any]) -> int:
         """Remove ``callback`` from every channel and pattern; return how many subscriptions ended."""
         with self._lock:
-            channels = [c for c, subs in self._channels.items() if callback in subs]
-            patterns = [p for p, subs in self._patterns.items() if callback in subs]
+            channels = [key for (pattern, key), members in self._members.items() if not pattern and callback in members]
+            patterns = [key for (pattern, key), members in self._members.items() if pattern and callback in members]
         removed = sum(self.unsubscribe(c, callback) for c in channels)
         return removed + sum(self.unsubscribe_pattern(p, callback) for p in patterns)
 
     def subscribers(self, channel: str) -> int:
         """How many callbacks a publish on ``channel`` would reach right now (patterns included)."""
+        if not self._patterns:
+            return len(self._channels.get(channel, ()))
         return len(self._targets(channel))
 
     def channels(self) -> list[str]:
@@ -214,9 +219,11 @@ class MessageBroker:
 
     def _add(self, table: dict[str, Any], key: str, callback: Callable[..., Any], added: Callable[[str], None]) -> bool:
         with self._lock:
-            current = table.get(key, ())
-            if callback in current:
+            members = self._members.setdefault((table is self._patterns, key), set())
+            if callback in members:
                 return False
+            members.add(callback)
+            current = table.get(key, ())
             table[key] = current + (callback,)
             first = not current
         if first:
@@ -227,14 +234,16 @@ class MessageBroker:
         self, table: dict[str, Any], key: str, callback: Callable[..., Any], removed: Callable[[str], None]
     ) -> bool:
         with self._lock:
-            current = table.get(key, ())
-            if callback not in current:
+            members = self._members.get((table is self._patterns, key))
+            if members is None or callback not in members:
                 return False
-            remaining = tuple(c for c in current if c != callback)
+            members.discard(callback)
+            remaining = tuple(c for c in table[key] if c != callback)
             if remaining:
                 table[key] = remaining
             else:
                 del table[key]  # forget empty channels: no growth from short-lived ones
+                del self._members[(table is self._patterns, key)]
         if not remaining:
             removed(key)
         return True
