@@ -129,3 +129,45 @@ def test_the_tap_is_off_unless_asked_and_costs_one_check() -> None:
     protocol.send_text("Hi")
     out = b"".join(protocol.data_to_send())
     assert seen == [("<", hello), (">", out)]
+
+
+WIRE_ECHO_SILENT = """
+from rawws.demo.wire import with_wire_view
+
+def _quiet(ws):
+    for message in ws:
+        pass
+
+handler = with_wire_view(_quiet)
+"""
+
+
+def test_toggling_the_view_while_not_reading_keeps_one_thread_per_connection() -> None:
+    """200 on/off toggles from a client that reads nothing: the server's thread count stays bounded."""
+    import socket
+    import time
+
+    from tests.hostile import HostilePeer
+    from tests.procserver import ServerProcess
+
+    with ServerProcess(WIRE_ECHO_SILENT, ping_interval=None) as server, HostilePeer(server.port) as peer:
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.handshake()
+        time.sleep(scaled(0.3))
+        before = server.threads
+        on = peer.frame_bytes(1, b'{"type":"wire","payload":{"on":true}}')
+        off = peer.frame_bytes(1, b'{"type":"wire","payload":{"on":false}}')
+        chatter = b"".join(peer.frame_bytes(1, b"x") for _ in range(40))  # a report entry each
+        peer.sock.settimeout(scaled(2))
+        peak = before
+        try:
+            for _ in range(200):
+                peer.send_raw(on + chatter + off)
+                peak = max(peak, server.threads)
+        except socket.timeout:
+            pass  # the server stopped reading us: it may, it must not make threads
+        for _ in range(20):
+            peak = max(peak, server.threads)
+            time.sleep(0.05)
+        assert peak <= before + 3, f"{before} threads before the toggles, {peak} during them"
+        assert server.alive()
