@@ -169,5 +169,6 @@ def test_toggling_the_view_while_not_reading_keeps_one_thread_per_connection() -
         for _ in range(20):
             peak = max(peak, server.threads)
             time.sleep(0.05)
-        assert peak <= before + 3, f"{before} threads before the toggles, {peak} during them"
+        # one wire-view worker, and at most one background flush of the connection
+        assert peak <= before + 2, f"{before} threads before the toggles, {peak} during them"
         assert server.alive()
