@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 from websockets.sync.server import serve as ws_serve
 
 from rawws.dissect import dissect
-from rawws.handshake import accept_key
 from rawws.fuzz.cases import Case, load
 from rawws.fuzz.cli import INSTALL_HINT
 from rawws.fuzz.generate import strategy_for
 from rawws.fuzz.oracle import expect
 from rawws.fuzz.rules import RULES, select
+from rawws.handshake import accept_key
 from tests.brokenservers import BrokenServer
 from tests.conftest import scaled
 from tests.procserver import ECHO, ServerProcess
