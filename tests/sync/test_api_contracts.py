@@ -151,7 +151,7 @@ def test_another_threads_recv_honours_its_timeout_while_a_stream_is_unfinished(s
             return time.monotonic() - start
 
         assert in_thread(recv_with_timeout, scaled(3)) < scaled(2)
-        assert list(stream) == ["part2", "part3", ""]  # the owner finishes its message (a generator ends with FIN in an empty frame)
+        assert list(stream) == ["part2", "part3", ""]  # a generator ends with FIN in an empty frame
         assert in_thread(lambda: ws.recv(timeout=scaled(3)), scaled(5)) == "next"
 
 
