@@ -70,6 +70,7 @@ class BinaryNotUTF8(UnicodeDecodeError):
             " (recv() without decode returns binary messages as bytes)"
         )
 
+
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
 
