@@ -16,7 +16,7 @@ from rawws import connect
 from rawws.demo import serve_demo
 from rawws.demo.wire import RECEIVED, SENT
 from rawws.sync.connection import Connection
-from tests.conftest import scaled
+from tests.conftest import scaled, wait_until
 
 
 @pytest.fixture
@@ -193,3 +193,51 @@ def test_toggling_the_view_while_not_reading_keeps_one_thread_per_connection() -
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_reports_the_client_does_not_read_are_dropped_and_counted() -> None:
+    """The view never waits for a slow client: past MAX_UNSENT_REPORTS it drops reports, then says how many."""
+    import re
+    import socket
+    import time
+
+    from rawws import serve
+    from rawws.demo.wire import with_wire_view
+    from tests.hostile import HostilePeer
+
+    def quiet(ws: Any) -> None:
+        for _ in ws:
+            pass
+
+    server = serve(with_wire_view(quiet), "127.0.0.1", 0, ping_interval=None, write_timeout=None)
+    server.start()
+    try:
+        with HostilePeer(server.port) as peer:
+            peer.handshake()
+            assert wait_until(lambda: bool(server.connections), scaled(5))
+            connection = next(iter(server.connections))
+            connection.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a small pipe to fill
+            peer.send_raw(peer.frame_bytes(1, b'{"type":"wire","payload":{"on":true}}'))
+            tiny = peer.frame_bytes(1, b"x")
+            for _ in range(6):
+                peer.send_raw(tiny * 500)  # 3000 frames, a report entry each: megabytes of reports
+                time.sleep(0.05)
+            time.sleep(scaled(0.5))
+            assert connection.buffered_amount < 2 * 1024 * 1024  # reports past the limit were not queued
+            peer.sock.settimeout(scaled(1))
+            received = b""
+            poked = False
+            deadline = time.monotonic() + scaled(10)
+            while time.monotonic() < deadline and b"reports were dropped" not in received:
+                try:
+                    data = peer.sock.recv(65536)
+                except TimeoutError:
+                    data = b""
+                    if not poked:  # everything queued is read: one more frame brings the next report
+                        peer.send_raw(tiny)
+                        poked = True
+                received += data
+            found = re.search(rb"the client did not keep up: (\d+) reports were dropped", received)
+            assert found and int(found.group(1)) > 0, received[-300:]
+    finally:
+        server.shutdown(timeout=scaled(5))
