@@ -86,6 +86,7 @@ _WHERE = {
     "ClientConnection": "sync.client",
     "Connection": "sync.connection",
     "PongWaiter": "sync.connection",
+    "BinaryNotUTF8": "sync.connection",
     "EventClient": "sync.eventclient",
     "ServerOptions": "sync.options",
     "ClientOptions": "sync.options",
@@ -107,6 +108,7 @@ _WHERE = {
 
 __all__ = [
     "Backend",
+    "BinaryNotUTF8",
     "CLIENT",
     "ClientConnection",
     "ClientOptions",

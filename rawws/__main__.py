@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .exceptions import ConnectionClosed, RawwsError
+from .exceptions import ConnectionClosed, InvalidHandshake, RawwsError
 from .sync.client import connect
 from .sync.options import ClientOptions, ServerOptions
 from .sync.server import Server, serve
@@ -72,7 +72,14 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     if not args.certfile:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.certfile, args.keyfile)
+    for option, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        if path is not None and not os.path.isfile(path):
+            raise OSError(f"{option} {path}: no such file")
+    try:
+        context.load_cert_chain(args.certfile, args.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        files = args.certfile + (f" / {args.keyfile}" if args.keyfile else "")
+        raise OSError(f"cannot load the TLS certificate and key from {files}: {exc}") from None
     return context
 
 
@@ -187,6 +194,9 @@ def cmd_connect(args: argparse.Namespace) -> int:
     """
     _setup_logging(args.log_level, args.trace)
     context = None
+    if args.insecure and not args.url.lower().startswith("wss://"):
+        print("python -m rawws connect: error: --insecure only applies to wss:// URLs", file=sys.stderr)
+        return 2
     if args.insecure:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -202,7 +212,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
             ),
         )
     except RawwsError as exc:  # every failure to connect (ConnectError, InvalidHandshake, InvalidURI, ...)
-        print(f"could not connect: {exc}", file=sys.stderr)
+        print(f"could not connect: {exc}{_server_reason(exc)}", file=sys.stderr)
         return 1
     print(f"connected to {args.url}" + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""), flush=True)
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -235,6 +245,39 @@ def cmd_connect(args: argparse.Namespace) -> int:
             _print_message(value)
         elif kind == "closed":
             return _report_close(ws)
+
+
+def _server_reason(exc: RawwsError) -> str:
+    """The first line of the body of a refused handshake (trimmed), as ``: reason``; empty if none."""
+    if not isinstance(exc, InvalidHandshake) or not exc.body:
+        return ""
+    line = exc.body.decode("utf-8", "replace").strip().split("\n", 1)[0].strip()
+    line = "".join(char if char.isprintable() else "?" for char in line)
+    if not line:
+        return ""
+    return f" ({'the server says: ' + line[:200]}{'…' if len(line) > 200 else ''})"
+
+
+def _seconds(text: str) -> float:
+    """A duration for ``--wait``: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"a number of seconds, 0 or more, not {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """A TCP port: 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535 (0: any free port), not {value}")
+    return value
 
 
 def _receive_into(ws: Any, events: queue.Queue[tuple[str, Any]]) -> None:
@@ -333,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-depth", type=int, default=32, help="--broker: deepest JSON nesting accepted in a message")
     s.add_argument("--redis", metavar="URL", help="--broker: share channels through Redis (redis://host:port/db)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    s.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
+    s.add_argument("--port", type=_port, default=8765, help="port to listen on (0: any free port)")
     s.add_argument(
         "--max-size", type=_size, default="1MiB", metavar="SIZE", help="largest message (e.g. 64MiB; none: no limit)"
     )
@@ -363,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", parents=[common], help="the chat demo for browsers (the default command)", formatter_class=defaults
     )
     d.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    d.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
+    d.add_argument("--port", type=_port, default=8765, help="port to listen on (0: any free port)")
     d.add_argument(
         "--origin", action="append", metavar="URL", help="another origin whose pages may connect (repeatable)"
     )
@@ -397,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         default=1.0,
         metavar="SECONDS",
         help="after stdin ends, keep printing messages until none has come for this long, then close",

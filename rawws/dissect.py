@@ -27,6 +27,7 @@ from .frames import Opcode, apply_mask, is_valid_close_code
 __all__ = [
     "DissectedFrame",
     "DissectError",
+    "InputEndsEarly",
     "FrameStream",
     "dissect",
     "parse_hex",
@@ -56,6 +57,52 @@ class DissectError(ValueError):
         self.rule = rule
         self.offset = offset
         self.close_code = close_code
+
+
+class InputEndsEarly(DissectError):
+    """The bytes stop inside a frame: not a broken rule, the rest of the frame is just not there.
+
+    ``header`` holds the fields that did arrive, as ``(name, value, section)``
+    rows like :func:`fields`; ``missing`` is how many more bytes the frame
+    needs (at least that many, when its header is cut short too).
+    """
+
+    def __init__(self, offset: int, arrived: bytes) -> None:
+        self.header, self.missing, complete = _partial_header(arrived)
+        more = f"{self.missing} more byte{'s' if self.missing != 1 else ''}"
+        rule = (
+            f"the input ends inside a frame: {len(arrived)} byte{'s' if len(arrived) != 1 else ''} of it arrived,"
+            f" it needs {more if complete else 'at least ' + more}"
+        )
+        super().__init__("§5.2", rule, offset)
+
+
+def _partial_header(data: bytes) -> tuple[list[tuple[str, str, str]], int, bool]:
+    """The header fields in the start of a frame, the bytes still missing, and whether that count is exact."""
+    rows: list[tuple[str, str, str]] = []
+    first = data[0]
+    rows.append(("FIN", str(first >> 7), "§5.2"))
+    rows.append(("RSV1 RSV2 RSV3", f"{first >> 6 & 1} {first >> 5 & 1} {first >> 4 & 1}", "§5.2"))
+    rows.append(("opcode", f"{first & 0x0F:#x} {opcode_name(first & 0x0F)}", "§5.2"))
+    if len(data) < 2:
+        return rows, 1, False
+    second = data[1]
+    masked, length = bool(second & 0x80), second & 0x7F
+    rows.append(("MASK", str(int(masked)), "§5.2"))
+    header = 2 + {126: 2, 127: 8}.get(length, 0) + (4 if masked else 0)
+    if length >= 126:
+        size = 2 if length == 126 else 8
+        if len(data) < 2 + size:
+            rows.append(("payload length", f"{length}: a {size * 8}-bit length follows (cut short)", "§5.2"))
+            return rows, header - len(data), False
+        length = int.from_bytes(data[2 : 2 + size], "big")
+    rows.append(("payload length", str(length), "§5.2"))
+    if masked:
+        key = data[header - 4 : header]
+        rows.append(("masking key", key.hex(" ") + (" (cut short)" if len(key) < 4 else ""), "§5.3"))
+    arrived = max(len(data) - header, 0)
+    rows.append(("payload", f"{arrived} of {length} bytes arrived", "§5.2"))
+    return rows, header + length - len(data), True
 
 
 @dataclass(frozen=True)
@@ -309,11 +356,7 @@ def dissect(
     stream = FrameStream(role, deflate=deflate)
     frames = stream.feed(data)
     if stream.error is None and stream.buffered:
-        return frames, DissectError(
-            "§5.2",
-            f"the stream ends inside a frame ({stream.buffered} bytes of it arrived)",
-            len(data) - stream.buffered,
-        )
+        return frames, InputEndsEarly(len(data) - stream.buffered, data[len(data) - stream.buffered :])
     return frames, stream.error
 
 
@@ -436,7 +479,12 @@ def describe(frames: Sequence[DissectedFrame], error: DissectError | None = None
         width = max(len(name) for name, _, _ in fields(frame, limit))
         for name, value, section in fields(frame, limit):
             lines.append(f"  {name:<{width}}  {value}  [{section}]")
-    if error is not None:
+    if isinstance(error, InputEndsEarly):
+        lines.append(f"incomplete frame at byte {error.offset}: what arrived of its header:")
+        width = max(len(name) for name, _, _ in error.header)
+        lines += [f"  {name:<{width}}  {value}  [{section}]" for name, value, section in error.header]
+        lines.append(f"input ends early: {error.rule} (not a protocol violation: more input would complete it)")
+    elif error is not None:
         lines.append(
             f"error at byte {error.offset}: {error.section}: {error.rule} (a receiver closes with {error.close_code})"
         )

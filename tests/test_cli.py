@@ -229,13 +229,24 @@ def test_serve_compression_none_turns_permessage_deflate_off() -> None:
         (["serve", "--echo", "--max-size", "0"], "at least 1 byte, not '0'; use 'none' for no limit"),
         (["serve", "--echo", "--max-size", "lots"], "not a size: 'lots'"),
         (["serve", "--echo", "--compression", "gzip"], "invalid choice: 'gzip'"),
-        (["serve", "--echo", "--port", "0", "--certfile", "/no/such/cert.pem"], "No such file or directory"),
+        (
+            ["serve", "--echo", "--port", "0", "--certfile", "/no/such/cert.pem"],
+            "--certfile /no/such/cert.pem: no such",
+        ),
+        (["demo", "--port", "0", "--certfile", "/no/such/cert.pem"], "--certfile /no/such/cert.pem: no such file"),
+        (["serve", "--echo", "--port", "99999"], "argument --port: a port is 0 to 65535 (0: any free port), not 99999"),
+        (["serve", "--echo", "--port", "-5"], "argument --port: a port is 0 to 65535 (0: any free port), not -5"),
+        (["demo", "--port", "99999"], "argument --port: a port is 0 to 65535"),
+        (["demo", "--port", "eighty"], "argument --port: not a port number: 'eighty'"),
+        (["connect", "ws://127.0.0.1:1/", "--wait", "-1"], "argument --wait: a number of seconds, 0 or more, not '-1'"),
+        (["connect", "ws://127.0.0.1:1/", "--insecure"], "--insecure only applies to wss:// URLs"),
     ],
 )
 def test_cli_errors_are_one_clear_line(arguments: list[str], words: str) -> None:
     result = run_cli(*arguments, timeout=30)
     assert result.returncode != 0
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "could not connect" not in result.stderr
+    assert "ssl=" not in result.stderr
     assert words in result.stderr.strip().splitlines()[-1]
 
 
@@ -245,3 +256,12 @@ def test_a_port_in_use_is_one_clear_line() -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert "Address already in use" in result.stderr
+
+
+def test_a_refused_handshake_shows_the_servers_reason(start_server: Callable[..., Server]) -> None:
+    server = start_server(lambda ws: None, origins=["https://app.example"])
+    result = run_cli("connect", f"ws://127.0.0.1:{server.port}/", "--origin", "https://evil.example", stdin="")
+    assert result.returncode == 1
+    line = result.stderr.strip()
+    assert "403 Forbidden" in line and "(the server says: origin 'https://evil.example' is not allowed" in line, line
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -16,7 +16,7 @@ from rawws import connect
 from rawws.demo import serve_demo
 from rawws.demo.wire import RECEIVED, SENT
 from rawws.sync.connection import Connection
-from tests.conftest import scaled
+from tests.conftest import scaled, wait_until
 
 
 @pytest.fixture
@@ -129,3 +129,115 @@ def test_the_tap_is_off_unless_asked_and_costs_one_check() -> None:
     protocol.send_text("Hi")
     out = b"".join(protocol.data_to_send())
     assert seen == [("<", hello), (">", out)]
+
+
+DEMO_PROCESS = """
+import sys
+from rawws.demo import serve_demo
+server = serve_demo("127.0.0.1", 0, ping_interval=None)
+print(server.port, flush=True)
+server.start()
+sys.stdin.read()  # the test closes stdin (or kills us) to stop the server
+"""
+
+
+def test_toggling_the_view_while_not_reading_keeps_one_thread_per_connection() -> None:
+    """A client that reads nothing fills the way back with reports, then toggles the panel off and on 800 times.
+
+    Measured from outside, in the demo server's own process (/proc/PID/status).
+    Each switch-on used to start a new view thread while the old ones stayed
+    blocked writing reports the client never read (about 150 threads here, 137 in a
+    longer run); now one worker per connection is reused and never waits.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.hostile import HostilePeer
+
+    def threads(pid: int) -> int:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+    process = subprocess.Popen([sys.executable, "-c", DEMO_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        with HostilePeer(port) as peer:
+            peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            peer.send_raw(
+                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            assert peer.read_http().status == 101
+            time.sleep(scaled(0.3))
+            before = threads(process.pid)
+            on = peer.frame_bytes(1, b'{"type":"wire","payload":{"on":true}}')
+            off = peer.frame_bytes(1, b'{"type":"wire","payload":{"on":false}}')
+            subscribe = peer.frame_bytes(1, b'{"type":"subscribe","payload":{"channel":"t"}}')
+            chat = peer.frame_bytes(1, b'{"type":"chat","payload":{"channel":"t","text":"' + b"z" * 1000 + b'"}}')
+            peer.sock.settimeout(scaled(5))
+            peer.send_raw(on + subscribe)
+            peer.sock.setblocking(False)
+            peak = before
+            for step in range(250):
+                try:  # first fill the way back with reports, then toggle
+                    peer.sock.send(chat * 20 if step < 50 else (off + on + chat) * 4)
+                except BlockingIOError:
+                    pass  # the server stopped reading us: it may, it must not make threads for it
+                time.sleep(0.01)
+                peak = max(peak, threads(process.pid))
+            # one view worker, one background flush, the broker's timers: never one thread per toggle
+            assert peak <= before + 6, f"{before} threads before the toggles, {peak} during them"
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_reports_the_client_does_not_read_are_dropped_and_counted() -> None:
+    """The view never waits for a slow client: past MAX_UNSENT_REPORTS it drops reports, then says how many."""
+    import re
+    import socket
+    import time
+
+    from rawws import serve
+    from rawws.demo.wire import with_wire_view
+    from tests.hostile import HostilePeer
+
+    def quiet(ws: Any) -> None:
+        for _ in ws:
+            pass
+
+    server = serve(with_wire_view(quiet), "127.0.0.1", 0, ping_interval=None, write_timeout=None)
+    server.start()
+    try:
+        with HostilePeer(server.port) as peer:
+            peer.handshake()
+            assert wait_until(lambda: bool(server.connections), scaled(5))
+            connection = next(iter(server.connections))
+            connection.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a small pipe to fill
+            peer.send_raw(peer.frame_bytes(1, b'{"type":"wire","payload":{"on":true}}'))
+            tiny = peer.frame_bytes(1, b"x")
+            for _ in range(6):
+                peer.send_raw(tiny * 500)  # 3000 frames, a report entry each: megabytes of reports
+                time.sleep(0.05)
+            time.sleep(scaled(0.5))
+            assert connection.buffered_amount < 2 * 1024 * 1024  # reports past the limit were not queued
+            peer.sock.settimeout(scaled(1))
+            received = b""
+            poked = False
+            deadline = time.monotonic() + scaled(10)
+            while time.monotonic() < deadline and b"reports were dropped" not in received:
+                try:
+                    data = peer.sock.recv(65536)
+                except TimeoutError:
+                    data = b""
+                    if not poked:  # everything queued is read: one more frame brings the next report
+                        peer.send_raw(tiny)
+                        poked = True
+                received += data
+            found = re.search(rb"the client did not keep up: (\d+) reports were dropped", received)
+            assert found and int(found.group(1)) > 0, received[-300:]
+    finally:
+        server.shutdown(timeout=scaled(5))

@@ -13,7 +13,12 @@ is tapped: ``wire_tap`` is None and the protocol pays one attribute check.
 Reports go out as *binary* messages of JSON, so that the view can leave its
 own reports out of what it shows (the chat protocol uses only text messages).
 The tap is called with the connection's locks held, so it only queues the
-bytes; one thread per open panel dissects them and sends the reports.
+bytes (at most :data:`MAX_QUEUED`; past it they are dropped and the view says
+so). One thread per connection, made when its panel first opens and reused
+each time it opens again, dissects them and queues the reports without ever
+waiting for the client: while more than :data:`MAX_UNSENT_REPORTS` bytes of
+reports wait to be written, new ones are dropped, and the next report that
+goes out says how many were.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from ..exceptions import ConnectionClosed
 from ..frames import Opcode
 from ..sync.connection import Connection
 
-__all__ = ["WireView", "with_wire_view", "MAX_QUEUED", "MAX_FRAMES_PER_REPORT"]
+__all__ = ["WireView", "with_wire_view", "MAX_QUEUED", "MAX_FRAMES_PER_REPORT", "MAX_UNSENT_REPORTS"]
 
 logger = logging.getLogger("rawws.demo")
 
 MAX_QUEUED = 256 * 1024
 """Tapped bytes waiting to be dissected; past it the view drops them and says so."""
 MAX_FRAMES_PER_REPORT = 50
+MAX_UNSENT_REPORTS = 256 * 1024
+"""Report bytes waiting for the client to read them; past it new reports are dropped and counted."""
 _TEXT_LIMIT = 300  # characters of a payload's text shown
 _HEX_LIMIT = 48  # bytes of a payload shown in hex
 
@@ -44,7 +51,15 @@ SENT, RECEIVED = "browser → server", "server → browser"
 
 
 class WireView:
-    """Reports the frames of ``ws`` to ``ws`` while :meth:`start`-ed. Thread-safe."""
+    """Reports the frames of ``ws`` to ``ws`` while :meth:`start`-ed. Thread-safe.
+
+    One worker thread per connection, made at the first :meth:`start` and
+    reused by every later one, dissects the tapped bytes and queues the
+    reports with :meth:`Connection.send_nowait`: it never waits for the
+    client. When the client does not read, reports past
+    :data:`MAX_UNSENT_REPORTS` bytes waiting to be written are dropped and the
+    next report that goes out says how many. :meth:`close` ends the worker.
+    """
 
     def __init__(self, ws: Connection) -> None:
         self.ws = ws
@@ -52,9 +67,11 @@ class WireView:
         self._wake = threading.Condition(self._lock)
         self._queue: deque[tuple[str, bytes]] = deque()
         self._queued = 0
-        self._dropped = 0
+        self._dropped = 0  # tapped bytes dropped since the worker last looked
         self._running = False
-        self._generation = 0  # one per start: a worker ends when its generation is over
+        self._closed = False
+        self._generation = 0  # one per start: the worker starts its dissection afresh on a new one
+        self._worker: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
@@ -62,24 +79,31 @@ class WireView:
 
     def start(self) -> None:
         with self._lock:
-            if self._running:
+            if self._running or self._closed:
                 return
             self._running = True
             self._generation += 1
-            thread = threading.Thread(target=self._run, args=(self._generation,), name="rawws-wire-view", daemon=True)
+            self._wake.notify_all()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="rawws-wire-view", daemon=True)
+                self._worker.start()
         self.ws.protocol.wire_tap = self._tap
-        thread.start()
 
-    def stop(self, generation: int | None = None) -> None:
-        """Stop tapping (only if still in ``generation``, when given: a later start wins)."""
+    def stop(self) -> None:
+        """Stop tapping; the worker stays, idle, for the next :meth:`start`."""
         with self._lock:
-            if generation is not None and generation != self._generation:
-                return
             self.ws.protocol.wire_tap = None
             self._running = False
             self._queue.clear()
             self._queued = 0
+            self._dropped = 0
             self._wake.notify_all()
+
+    def close(self) -> None:
+        """Stop tapping for good and let the worker end (the connection is over)."""
+        with self._lock:
+            self._closed = True
+        self.stop()
 
     def _tap(self, direction: str, data: bytes) -> None:
         """Protocol.wire_tap: called with the connection's locks held, so it only queues."""
@@ -91,41 +115,56 @@ class WireView:
             self._queued += len(data)
             self._wake.notify()
 
-    def _take(self, generation: int) -> tuple[list[tuple[str, bytes]], int] | None:
+    def _take(self) -> tuple[int, list[tuple[str, bytes]], int] | None:
+        """The generation, the chunks tapped and the bytes dropped since the last take; None once closed."""
         with self._lock:
-            while self._running and self._generation == generation and not self._queue:
+            while not self._closed and not (self._running and (self._queue or self._dropped)):
                 self._wake.wait()
-            if not self._running or self._generation != generation:
+            if self._closed:
                 return None
             chunks = list(self._queue)
             self._queue.clear()
             self._queued = 0
             dropped, self._dropped = self._dropped, 0
-            return chunks, dropped
+            return self._generation, chunks, dropped
 
-    def _run(self, generation: int) -> None:
+    def _run(self) -> None:
         deflate = bool(self.ws.protocol.extensions)
-        streams = {"<": FrameStream("client", deflate=deflate), ">": FrameStream("server", deflate=deflate)}
+        generation = 0
+        streams: dict[str, FrameStream] = {}
+        dropped_reports = 0
         try:
             while True:
-                taken = self._take(generation)
+                taken = self._take()
                 if taken is None:
                     return
-                chunks, dropped = taken
+                now, chunks, dropped = taken
                 entries: list[dict[str, Any]] = []
-                if dropped:
-                    # Bytes are missing: frame boundaries are lost, start both streams afresh.
+                if now != generation or dropped:
+                    # A new start, or bytes are missing: frame boundaries are lost, start both streams afresh.
+                    generation = now
                     streams = {"<": FrameStream("client", deflate=deflate), ">": FrameStream("server", deflate=deflate)}
+                if dropped:
                     entries.append({"error": f"the view fell behind and skipped {dropped} bytes"})
                 for direction, data in chunks:
                     entries += self._entries(streams, direction, data, deflate)
                 for start in range(0, len(entries), MAX_FRAMES_PER_REPORT):
-                    report = {"type": "wire", "payload": {"frames": entries[start : start + MAX_FRAMES_PER_REPORT]}}
-                    self.ws.send(json.dumps(report).encode("utf-8"))
+                    if self.ws.buffered_amount > MAX_UNSENT_REPORTS:
+                        dropped_reports += 1  # the client is not reading: never wait for it
+                        continue
+                    frames = entries[start : start + MAX_FRAMES_PER_REPORT]
+                    if dropped_reports:
+                        note = f"the client did not keep up: {dropped_reports} reports were dropped"
+                        frames = [{"error": note}, *frames]
+                        dropped_reports = 0
+                    report = {"type": "wire", "payload": {"frames": frames}}
+                    self.ws.send_nowait(json.dumps(report).encode("utf-8"))
         except ConnectionClosed:
             pass
         finally:
-            self.stop(generation)
+            with self._lock:
+                self._closed = True
+            self.stop()
 
     def _entries(
         self, streams: dict[str, FrameStream], direction: str, data: bytes, deflate: bool
@@ -209,6 +248,6 @@ def with_wire_view(handler: Callable[[Connection], None]) -> Callable[[Connectio
         try:
             handler(_WithoutWireRequests(ws, view))  # type: ignore[arg-type]
         finally:
-            view.stop()
+            view.close()
 
     return handle

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
-import socket
 import sys
 import time
+from typing import Any
 
 from ..exceptions import InvalidURI
 from ..uri import parse_uri
 from .cases import load
-from .client import Target, run_case
+from .client import Target, check_websocket, resolve, run_case
 from .report import Progress, case_lines, failure_report, save_failure, summary
 from .rules import GROUPS, rule, select
 
@@ -54,28 +55,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a host that is not this machine (loopback)")
 
 
-def _is_loopback(host: str, port: int) -> bool:
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    return bool(addresses) and all(
-        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in addresses
-    )
+def _is_loopback(address: tuple[Any, ...]) -> bool:
+    return ipaddress.ip_address(str(address[0]).split("%")[0]).is_loopback
 
 
 def _target(args: argparse.Namespace) -> Target | str:
+    """The checked target: the URL parsed, its host resolved once and (unless remote is allowed) loopback."""
     try:
         uri = parse_uri(args.url)
     except InvalidURI as exc:
         return str(exc)
-    if not args.allow_remote and not _is_loopback(uri.host, uri.port):
-        return f"{uri.host} is not a loopback address: fuzzing other machines needs --allow-remote"
     if not 0 < args.timeout <= 60:
         return "--timeout is between 0 and 60 seconds"
     if not 1 <= args.max_examples <= MAX_EXAMPLES_CAP:
         return f"--max-examples is between 1 and {MAX_EXAMPLES_CAP}"
-    return Target(uri, args.url, args.timeout, args.echo)
+    if not args.max_time > 0:
+        return "--max-time is a number of seconds above 0"
+    try:
+        addresses = resolve(uri.host, uri.port)
+    except OSError as exc:
+        return f"cannot resolve {uri.host}: {exc}"
+    if not args.allow_remote and not all(_is_loopback(sockaddr) for _, sockaddr in addresses):
+        return f"{uri.host} is not a loopback address: fuzzing other machines needs --allow-remote"
+    # Every case connects to this one checked address, never to the name again (a rebound name cannot move it).
+    return Target(uri, args.url, args.timeout, args.echo, address=addresses[0])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.replay:
         return _replay(target, args.replay)
     try:
-        from .runner import run_rule
+        from .runner import RuleResult, run_rule
     except ImportError:
         print(INSTALL_HINT, file=sys.stderr)
         return 2
@@ -96,12 +99,20 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fuzz: {exc}", file=sys.stderr)
         return 2
-    print(f"fuzzing {args.url}: {len(rules)} rules, up to {args.max_examples} examples each", flush=True)
     started = time.monotonic()
     deadline = started + args.max_time
+    target = dataclasses.replace(target, stop_at=deadline)
+    problem = check_websocket(target)
+    if problem is not None:
+        print(f"fuzz: {problem}; nothing was fuzzed", file=sys.stderr)
+        return 2
+    print(f"fuzzing {args.url}: {len(rules)} rules, up to {args.max_examples} examples each", flush=True)
     progress = Progress(len(rules))
     results = []
     for index, the_rule in enumerate(rules, 1):
+        if time.monotonic() >= deadline:
+            results.append(RuleResult(the_rule, cut_short=True))  # the budget is spent: not run
+            continue
         progress.index = index
         result = run_rule(
             target, the_rule, max_examples=args.max_examples, seed=args.seed, deadline=deadline, progress=progress
@@ -124,6 +135,10 @@ def _replay(target: Target, path: str) -> int:
         return 2
     except KeyError:
         print(f"fuzz: cannot replay {path}: unknown rule", file=sys.stderr)
+        return 2
+    problem = check_websocket(target)
+    if problem is not None:
+        print(f"fuzz: {problem}; nothing was replayed", file=sys.stderr)
         return 2
     verdict = run_case(target, case)
     print(f"replaying {path} against {target.url}: {the_rule.id}  {the_rule.section}: {the_rule.sentence}")

@@ -13,6 +13,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..dissect import DissectedFrame, FrameStream
 from ..exceptions import InvalidHandshake
@@ -24,23 +25,84 @@ from .cases import Case
 from .oracle import Expected, expect
 from .rules import Rule, rule
 
-__all__ = ["Target", "Verdict", "run_case", "Observed"]
+__all__ = ["Target", "Verdict", "run_case", "Observed", "check_websocket", "resolve"]
 
 
 @dataclass(frozen=True)
 class Target:
+    """The server under test.
+
+    ``address`` is the socket address the host name was resolved to, once,
+    when the run started (and checked to be loopback unless remote targets are
+    allowed): every case connects to it, so a name that resolves elsewhere
+    later (DNS rebinding) cannot move the run to another machine. The Host
+    header and the TLS server name stay the URL's. ``stop_at`` is the run's
+    time budget (a :func:`time.monotonic` value): no wait goes past it.
+    """
+
     uri: WebSocketURI
     url: str
     timeout: float = 2.0
     echo: bool = False
+    address: tuple[socket.AddressFamily, tuple[Any, ...]] | None = None
+    stop_at: float | None = None
+
+    def wait_until(self, seconds: float) -> float:
+        """The monotonic time ``seconds`` from now, cut to the run's budget."""
+        until = time.monotonic() + seconds
+        return until if self.stop_at is None else min(until, self.stop_at)
 
     def connect(self) -> socket.socket:
-        sock = socket.create_connection((self.uri.host, self.uri.port), timeout=self.timeout)
+        timeout = max(self.wait_until(self.timeout) - time.monotonic(), 0.001)
+        if self.address is None:
+            sock = socket.create_connection((self.uri.host, self.uri.port), timeout=timeout)
+        else:
+            family, sockaddr = self.address
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+            except BaseException:
+                sock.close()
+                raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.uri.secure:
             context = ssl.create_default_context()
             sock = context.wrap_socket(sock, server_hostname=self.uri.host)
         return sock
+
+
+def resolve(host: str, port: int) -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
+    """Every address ``host`` resolves to (raises :class:`OSError` if none)."""
+    return [(info[0], info[4]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def check_websocket(target: Target) -> str | None:
+    """None if one valid opening handshake gets 101 with the right accept key; otherwise what went wrong."""
+    try:
+        conn = _Connection(target)
+    except OSError as exc:
+        return f"could not connect to {target.url}: {exc}"
+    try:
+        key = generate_key()
+        response, _ = _handshake(conn, _valid_request(target, key))
+        if response is None:
+            return f"{target.url} closed the connection without answering a valid opening handshake"
+        if response.status != 101:
+            return (
+                f"{target.url} does not speak WebSocket: a valid opening handshake got"
+                f" HTTP {response.status} {response.reason}, not 101 Switching Protocols"
+            )
+        if response.headers.get("Sec-WebSocket-Accept") != accept_key(key):
+            return f"{target.url} answered 101 with a wrong Sec-WebSocket-Accept (§4.2.2)"
+        conn.send(_masked(Opcode.CLOSE, (1000).to_bytes(2, "big")))
+        return None
+    except TimeoutError:
+        return f"{target.url} did not answer a valid opening handshake within {target.timeout:g} s"
+    except (InvalidHandshake, ssl.SSLError, OSError) as exc:
+        return f"the opening handshake with {target.url} failed: {exc}"
+    finally:
+        conn.close()
 
 
 @dataclass
@@ -95,7 +157,7 @@ class _Connection:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.deadline = time.monotonic() + target.timeout
+        self.deadline = target.wait_until(target.timeout)
         self.sock = target.connect()
         self.eof = False
 
@@ -167,8 +229,8 @@ def run_case(target: Target, case: Case) -> Verdict:
     """
     for attempt in range(SETUP_ATTEMPTS):
         verdict = _run_once(target, case)
-        if not verdict.setup:
-            break
+        if not verdict.setup or target.wait_until(1) <= time.monotonic() + 0.1 * (attempt + 1):
+            break  # done, or no time left in the budget to try again
         time.sleep(0.1 * (attempt + 1))
     return verdict
 
@@ -219,7 +281,7 @@ def _run_frames_case(conn: _Connection, the_rule: Rule, case: Case, observed: Ob
         accept = rule("handshake-accept")
         got = response.headers.get("Sec-WebSocket-Accept")
         return Verdict(accept, expected, observed, f"Sec-WebSocket-Accept is {got!r}, expected {accept_key(key)!r}")
-    conn.deadline = time.monotonic() + conn.target.timeout
+    conn.deadline = conn.target.wait_until(conn.target.timeout)
     sent_all = True
     for chunk in case.chunks:
         if not conn.send(chunk):
@@ -298,7 +360,7 @@ def _take(frame: DissectedFrame, assembler: _Assembler, observed: Observed, conn
         conn.send(_masked(Opcode.PONG, frame.payload))
     elif frame.opcode == Opcode.CLOSE and frame.close is not None:
         observed.close = frame.close
-        conn.deadline = time.monotonic() + conn.target.timeout  # from here, the time to close TCP
+        conn.deadline = conn.target.wait_until(conn.target.timeout)  # from here, the time to close TCP
         code = frame.close[0]
         conn.send(_masked(Opcode.CLOSE, b"" if code == 1005 else code.to_bytes(2, "big")))  # §5.5.1: answer it
     elif frame.opcode < 8:

@@ -88,6 +88,8 @@ def summary(results: Sequence[RuleResult], seconds: float) -> str:
     for r in results:
         if r.failure is not None:
             outcome = f"FAIL ({r.failure.rule.id})" if r.failure.rule.id != r.rule.id else "FAIL"
+        elif r.cut_short and not r.examples:
+            outcome = "not run (time budget reached)"
         else:
             outcome = "ok" + (" (time budget reached)" if r.cut_short else "")
         lines.append(f"{r.rule.id:<{width}}  {r.rule.section:<15} {r.examples:>8}  {outcome}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ def connect(
     """
     options = replace(options or ClientOptions(), **settings)
     parsed = parse_uri(uri)
+    headers = _header_pairs(options.additional_headers)  # TypeError before anything is opened
     log = options.logger or logging.getLogger("rawws.client")
     deadline = Deadline(options.open_timeout)
     where = f"[{parsed.host}]:{parsed.port}" if ":" in parsed.host else f"{parsed.host}:{parsed.port}"
@@ -74,8 +75,6 @@ def connect(
             sock = context.wrap_socket(sock, server_hostname=options.server_hostname or parsed.host)
         elif options.ssl is not None:
             raise ValueError("ssl= was given for a ws:// URI; use wss://")
-        extra = options.additional_headers
-        headers = list(extra.items() if isinstance(extra, Mapping) else extra)
         if options.user_agent:
             headers.append(("User-Agent", options.user_agent))
         handshake = ClientHandshake(
@@ -154,3 +153,18 @@ def _connect_error(exc: OSError, step: str, where: str, timeout: float | None) -
         error = ConnectError(f"{step} {where} failed: {exc.strerror or exc}")
     error.errno = exc.errno
     return error
+
+
+def _header_pairs(extra: object) -> list[tuple[str, str]]:
+    """``additional_headers`` as a list of (name, value) pairs; TypeError for anything else."""
+    accepted = "additional_headers takes a mapping or a sequence of (name, value) pairs of str"
+    if isinstance(extra, Mapping):
+        pairs = list(extra.items())
+    elif isinstance(extra, (str, bytes)) or not isinstance(extra, Sequence):
+        raise TypeError(f"{accepted}, not {type(extra).__name__} {extra!r}")
+    else:
+        pairs = list(extra)
+    for pair in pairs:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(part, str) for part in pair)):
+            raise TypeError(f"{accepted}; got {pair!r} among them")
+    return [(name, value) for name, value in pairs]

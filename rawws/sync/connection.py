@@ -48,7 +48,28 @@ from .receiving import Hooks, Receiver
 from .sending import ACCEPTED, Message, Sender, fragment_kind
 from .timers import Deadline, Timer, call_later
 
-__all__ = ["Connection", "PongWaiter", "Message", "ClosedBy", "frame_tracer"]
+__all__ = ["Connection", "PongWaiter", "Message", "ClosedBy", "frame_tracer", "BinaryNotUTF8"]
+
+
+class BinaryNotUTF8(UnicodeDecodeError):
+    """``recv(decode=True)`` got a binary message that is not UTF-8 text.
+
+    The message is not lost: :attr:`message` holds its bytes, exactly as
+    ``recv()`` (or ``recv(decode=False)``) would have returned them. It is a
+    :class:`UnicodeDecodeError`, hence a :class:`ValueError`.
+    """
+
+    def __init__(self, message: bytes, error: UnicodeDecodeError) -> None:
+        super().__init__(error.encoding, error.object, error.start, error.end, error.reason)
+        self.message = message
+
+    def __str__(self) -> str:
+        return (
+            f"the binary message ({len(self.message)} bytes) is not UTF-8 ({self.reason} at byte {self.start}),"
+            " so decode=True cannot make it str; its bytes are this error's .message"
+            " (recv() without decode returns binary messages as bytes)"
+        )
+
 
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
@@ -229,8 +250,10 @@ class Connection:
         """The next message: ``str`` for text, ``bytes`` for binary.
 
         ``decode=False`` returns a text message as its UTF-8 ``bytes``;
-        ``decode=True`` returns a binary message as ``str`` (it must be UTF-8:
-        :class:`UnicodeDecodeError` otherwise). Raises :class:`TimeoutError` if
+        ``decode=True`` returns a binary message as ``str``; one that is not
+        UTF-8 raises :class:`BinaryNotUTF8` (a :class:`UnicodeDecodeError`)
+        whose ``.message`` holds the bytes: the message is taken, not lost,
+        and the next ``recv`` returns the next one. Raises :class:`TimeoutError` if
         none arrives within ``timeout`` seconds (the connection stays usable),
         and :class:`ConnectionClosed` once the connection is closed and every
         message received before has been returned.
@@ -280,7 +303,9 @@ class Connection:
         """Send one message: ``str`` as text, bytes-like as binary.
 
         An iterable of ``str`` (or of bytes-like) sends one fragmented message,
-        a frame per item (§5.4). Anything else — a ``dict``, a ``set``, a
+        a frame per item (§5.4); a generator is streamed, each piece sent as it
+        is produced (see :meth:`Sender.send_fragments
+        <rawws.sync.sending.Sender.send_fragments>`). Anything else — a ``dict``, a ``set``, a
         number, an iterable mixing ``str`` and bytes — raises
         :class:`TypeError` (to send JSON, ``send(json.dumps(obj))``).
 
@@ -291,6 +316,8 @@ class Connection:
         Any number of threads may send at once; messages never interleave.
         Returns once the bytes are written, or raises :class:`ConnectionClosed`.
         """
+        if text is not None and type(text) is not bool:
+            raise TypeError(f"send(text=...) takes True, False or None, not {type(text).__name__} {text!r}")
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             if text is not None and isinstance(message, str) != text:
                 message = _convert_for_sending(message, text)
@@ -383,6 +410,7 @@ class Connection:
         Idempotent; safe from any thread. Messages that arrived before the
         close stay available to :meth:`recv`.
         """
+        _check_close_arguments(code, reason)
         serialize_close(code, reason)  # ValueError for a code that may not be sent, open or not
         self.start_closing(code, reason, wait_for_write=True)
         self._receiver.wait_for(lambda: self._terminated, Deadline(self.close_timeout))
@@ -398,6 +426,7 @@ class Connection:
         The closing handshake then completes in the background (the reader sees
         the peer's close frame), bounded by ``close_timeout``.
         """
+        _check_close_arguments(code, reason)
         serialize_close(code, reason)  # ValueError for a code that may not be sent, open or not
         with self._protocol_lock:
             if self.protocol.state is not State.OPEN or self._terminated:
@@ -525,6 +554,14 @@ class Connection:
         )
 
 
+def _check_close_arguments(code: object, reason: object) -> None:
+    """TypeError for a close code that is not an int, or a reason that is not a str."""
+    if type(code) is not int and not isinstance(code, CloseCode):
+        raise TypeError(f"close(code=...) takes an int close code such as 1000, not {type(code).__name__} {code!r}")
+    if not isinstance(reason, str):
+        raise TypeError(f"close(reason=...) takes a str, not {type(reason).__name__}")
+
+
 def _convert_for_sending(message: str | bytes | bytearray | memoryview, text: bool) -> str | bytes:
     """``send(text=...)``: bytes-like data as text (checked to be UTF-8), or ``str`` as binary."""
     if not text:
@@ -541,7 +578,10 @@ def _decoded(message: Message, decode: bool | None) -> Message:
         return message
     if isinstance(message, str):
         return message.encode("utf-8")
-    return message.decode("utf-8")
+    try:
+        return message.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BinaryNotUTF8(message, exc) from None
 
 
 def _decoded_pieces(pieces: Generator[Message, None, None], decode: bool) -> Iterator[Message]:

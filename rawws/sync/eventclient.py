@@ -6,7 +6,11 @@ background thread. After an unexpected close (anything but :meth:`close`),
 it waits ``initial_delay`` seconds and reconnects, doubling the delay after
 each failed attempt up to ``max_delay``, with ``jitter`` (a fraction of the
 delay, drawn at random) so that many clients do not reconnect in lockstep.
-A successful connection resets the delay.
+A successful connection resets the delay. With ``max_attempts=N`` it gives up
+after N failed connection attempts in a row (the first one included):
+``on_error`` is called once per failed attempt, then ``on_close`` once, with
+1006 and a reason saying it gave up; ``max_attempts=None`` (the default)
+never gives up.
 """
 
 from __future__ import annotations
@@ -50,7 +54,11 @@ class EventClient:
 
     Callbacks: ``on_open(client)``, ``on_message(client, message)``,
     ``on_close(client, code, reason)``, ``on_error(client, exception)``.
-    Extra keyword arguments go to :func:`rawws.connect`.
+    ``on_error`` is called once for each failed connection attempt.
+    ``max_attempts``: give up after this many failed connection attempts in a
+    row, the first one included (None: never give up); giving up, or a failed
+    attempt with ``reconnect=False``, calls ``on_close(client, 1006, reason)``
+    once. Extra keyword arguments go to :func:`rawws.connect`.
     """
 
     def __init__(
@@ -71,6 +79,8 @@ class EventClient:
     ) -> None:
         if initial_delay < 0 or factor < 1 or max_delay < initial_delay or not 0 <= jitter <= 1:
             raise ValueError("need 0 <= initial_delay <= max_delay, factor >= 1 and 0 <= jitter <= 1")
+        if max_attempts is not None and (type(max_attempts) is not int or max_attempts < 1):
+            raise ValueError(f"max_attempts is None (never give up) or an int of at least 1, not {max_attempts!r}")
         self.uri = uri
         self.on_open = on_open
         self.on_message = on_message
@@ -135,27 +145,35 @@ class EventClient:
         return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
 
     def _run(self) -> None:
-        attempt = 0
+        failures = 0  # failed connection attempts in a row
         while not self._stop.is_set():
             self.ready_state = CONNECTING
             try:
                 connection = connect(self.uri, options=self.connect_options)
             except (OSError, RawwsError) as exc:
+                failures += 1
                 self._emit(self.on_error, exc)
+                if self._stop.is_set():
+                    break
+                if not self.reconnect or (self.max_attempts is not None and failures >= self.max_attempts):
+                    self._give_up(failures)
+                    break
             else:
-                attempt = 0
+                failures = 0
                 self._session(connection)
-            if self._stop.is_set() or not self.reconnect:
-                break
-            if self.max_attempts is not None and attempt >= self.max_attempts:
-                logger.info("giving up on %s after %d attempts", self.uri, attempt)
-                break
-            delay = self.next_delay(attempt)
+                if self._stop.is_set() or not self.reconnect:
+                    break
+            delay = self.next_delay(max(failures - 1, 0))  # the first wait is initial_delay
             self.delays.append(delay)
             logger.info("reconnecting to %s in %.1f s", self.uri, delay)
-            attempt += 1
             self._stop.wait(delay)
         self.ready_state = CLOSED
+
+    def _give_up(self, failures: int) -> None:
+        attempts = f"{failures} failed attempt{'s' if failures != 1 else ''}"
+        logger.info("giving up on %s after %s to connect", self.uri, attempts)
+        self.ready_state = CLOSED
+        self._emit(self.on_close, CloseCode.ABNORMAL_CLOSURE, f"gave up after {attempts} to connect")
 
     def _session(self, connection: ClientConnection) -> None:
         self.connection = connection

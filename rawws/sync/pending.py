@@ -29,7 +29,7 @@ class PendingConnection:
         def process_request(pending, request):
             user = USERS.get(token_from(request.path))
             if user is None:
-                return pending.respond(401, "unknown token\n")
+                return pending.respond(401, "unknown token\\n")
             pending.context["user"] = user
             return None
 

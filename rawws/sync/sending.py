@@ -171,12 +171,16 @@ class Sender:
         UTF-8 across the pieces), False sends ``str`` pieces as binary (UTF-8
         encoded); None sends ``str`` as text and bytes-like as binary.
 
-        Each piece's type is checked before the piece ahead of it is sent, so
-        a wrong first or second piece raises :class:`TypeError` with nothing
-        sent. If the iterable raises, or a piece has the wrong type, after the
-        first frame went out, the message can never be finished and no other
-        message may follow it (§5.4): the connection is failed with 1011, like
-        the ``websockets`` package does, and the error is raised.
+        The first piece goes out once the second is taken, so a wrong first or
+        second piece raises :class:`TypeError` with nothing sent. A list or
+        tuple is at hand whole: its last piece carries FIN. Any other iterable
+        (a generator) is streamed: from the second piece on, each is sent as
+        soon as the iterable produces it, and an empty final frame carries FIN
+        once it is exhausted. If the iterable raises, or a piece has the wrong
+        type, after the first frame went out, the message can never be
+        finished and no other message may follow it (§5.4): the connection is
+        failed with 1011, like the ``websockets`` package does, and the error
+        is raised.
         """
         with self._send_mutex:
             iterator = iter(pieces)
@@ -187,34 +191,56 @@ class Sender:
             kind = fragment_kind(current, None)
             as_text = kind if text is None else text
             check_utf8 = codecs.getincrementaldecoder("utf-8")().decode if as_text and not kind else None
+            whole = isinstance(pieces, Sequence)  # every piece is at hand: no need to stream
             first = True
+
+            def take() -> Message | None:
+                """The next piece, type-checked; None at the end."""
+                try:
+                    following = next(iterator)
+                except StopIteration:
+                    return None
+                fragment_kind(following, kind)
+                return following
+
+            def emit(piece: Message, last: bool) -> None:
+                nonlocal first
+                payload: Any = piece
+                if kind and not as_text:
+                    payload = piece.encode("utf-8")  # type: ignore[union-attr]
+                elif check_utf8 is not None:
+                    _check_utf8(check_utf8, piece, last)  # type: ignore[arg-type]
+                with self._protocol_lock:
+                    self.check_sendable()
+                    if not first:
+                        self.protocol.send_continuation(payload, fin=last)
+                    elif as_text:
+                        self.protocol.send_text(payload, fin=last)
+                    else:
+                        self.protocol.send_binary(payload, fin=last)
+                first = False
+                self.flush(blocking=True)
+                self.raise_if_failed()
+
             try:
-                while True:
-                    try:
-                        following = next(iterator)
-                        last = False
-                        fragment_kind(following, kind)
-                    except StopIteration:
-                        following, last = None, True
-                    payload: Any = current
-                    if kind and not as_text:
-                        payload = current.encode("utf-8")  # type: ignore[union-attr]
-                    elif check_utf8 is not None:
-                        _check_utf8(check_utf8, current, last)  # type: ignore[arg-type]
-                    with self._protocol_lock:
-                        self.check_sendable()
-                        if not first:
-                            self.protocol.send_continuation(payload, fin=last)
-                        elif as_text:
-                            self.protocol.send_text(payload, fin=last)
-                        else:
-                            self.protocol.send_binary(payload, fin=last)
-                    first = False
-                    self.flush(blocking=True)
-                    self.raise_if_failed()
-                    if last:
+                following = take()  # before the first frame: a mixed start is refused with nothing sent
+                emit(current, last=following is None)
+                if following is None:
+                    return
+                current = following
+                while whole:
+                    following = take()
+                    emit(current, last=following is None)
+                    if following is None:
                         return
-                    current = following  # type: ignore[assignment]
+                    current = following
+                while True:  # streaming: each piece goes out as soon as it is produced
+                    emit(current, last=False)
+                    following = take()
+                    if following is None:
+                        emit("" if kind and as_text else b"", last=True)
+                        return
+                    current = following
             except BaseException:
                 if not first and self.protocol.sending_fragmented:
                     self._on_broken_message()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rawws.dissect import FrameStream, describe, dissect, fields, one_line, parse_hex, trace_line
+from rawws.dissect import FrameStream, InputEndsEarly, describe, dissect, fields, one_line, parse_hex, trace_line
 from rawws.frames import Frame, Opcode, encode_frame
 from rawws.testing import chunkings, frame_streams, split
 
@@ -190,6 +190,44 @@ def test_decode_command_reports_the_broken_rule_and_exits_1() -> None:
     assert result.stdout.strip() == (
         "error at byte 1: §5.1: a client must mask every frame it sends to the server (a receiver closes with 1002)"
     )
+
+
+def test_a_truncated_frame_shows_its_header_and_says_the_input_ends_early() -> None:
+    result = _decode("8105", "4865")
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "incomplete frame at byte 0: what arrived of its header:"
+    assert [line.split("[")[0].split() for line in lines[1:-1]] == [
+        ["FIN", "1"],
+        ["RSV1", "RSV2", "RSV3", "0", "0", "0"],
+        ["opcode", "0x1", "TEXT"],
+        ["MASK", "0"],
+        ["payload", "length", "5"],
+        ["payload", "2", "of", "5", "bytes", "arrived"],
+    ]
+    assert lines[-1] == (
+        "input ends early: the input ends inside a frame: 4 bytes of it arrived, it needs 3 more bytes"
+        " (not a protocol violation: more input would complete it)"
+    )
+    assert "1002" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("hex_bytes", "shown", "needs"),
+    [
+        ("81", ["opcode          0x1 TEXT"], "it needs at least 1 more byte"),
+        ("82 7e 01", ["payload length  126: a 16-bit length follows (cut short)"], "it needs at least 1 more byte"),
+        ("81 85 37 fa", ["masking key     37 fa (cut short)", "payload         0 of 5 bytes"], "it needs 7 more"),
+        ("81 00 82 7f 00 00 00 00 00 01 00 00 00", ["payload length  65536"], "it needs 65535 more bytes"),
+    ],
+)
+def test_every_cut_of_a_header_is_shown_as_far_as_it_arrived(hex_bytes: str, shown: list[str], needs: str) -> None:
+    frames, error = dissect(parse_hex(hex_bytes))
+    assert isinstance(error, InputEndsEarly)
+    text = describe(frames, error)
+    for row in shown:
+        assert row in text, text
+    assert needs in text and "input ends early" in text
 
 
 def test_decode_command_refuses_what_is_not_hex() -> None:

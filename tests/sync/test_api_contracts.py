@@ -151,7 +151,7 @@ def test_another_threads_recv_honours_its_timeout_while_a_stream_is_unfinished(s
             return time.monotonic() - start
 
         assert in_thread(recv_with_timeout, scaled(3)) < scaled(2)
-        assert list(stream) == ["part2", "part3"]  # the owner finishes its message
+        assert list(stream) == ["part2", "part3", ""]  # a generator ends with FIN in an empty frame
         assert in_thread(lambda: ws.recv(timeout=scaled(3)), scaled(5)) == "next"
 
 
@@ -238,3 +238,125 @@ def test_the_bytes_a_websockets_server_receives_as_text(websockets_server: Calla
         assert ws.recv(timeout=scaled(5)) == "str"
         ws.send("abc", text=False)
         assert ws.recv(timeout=scaled(5)) == "bytes"
+
+
+# --- recv(decode=True) on binary data that is not UTF-8 ------------------------------------------------------
+
+
+def test_a_binary_message_that_is_not_utf8_is_not_lost_by_decode_true(start_server: StartServer) -> None:
+    from rawws import BinaryNotUTF8
+
+    server = start_server(echo)
+    with connect(url(server)) as ws:
+        ws.send(b"\xff\xfe not text")
+        ws.send("next")
+        with pytest.raises(BinaryNotUTF8) as caught:
+            ws.recv(timeout=scaled(5), decode=True)
+        assert caught.value.message == b"\xff\xfe not text"  # the message is in the error, whole
+        assert isinstance(caught.value, UnicodeDecodeError) and isinstance(caught.value, ValueError)
+        assert "binary message (11 bytes) is not UTF-8" in str(caught.value)
+        assert ".message" in str(caught.value)
+        assert ws.recv(timeout=scaled(5), decode=True) == "next"  # the connection goes on with the next one
+
+
+# --- wrong-type arguments are TypeErrors naming the argument ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda ws: ws.close("1000"), r"close\(code=...\) takes an int close code such as 1000, not str '1000'"),
+        (lambda ws: ws.close(3000.0), r"close\(code=...\) takes an int close code such as 1000, not float 3000.0"),
+        (lambda ws: ws.close(1000, b"bye"), r"close\(reason=...\) takes a str, not bytes"),
+        (lambda ws: ws.start_closing(True), r"close\(code=...\) takes an int close code"),
+        (lambda ws: ws.send("s", text="yes"), r"send\(text=...\) takes True, False or None, not str 'yes'"),
+    ],
+)
+def test_wrong_types_are_type_errors_naming_the_argument(
+    start_server: StartServer, call: Callable[[Connection], Any], message: str
+) -> None:
+    server = start_server(echo)
+    with connect(url(server)) as ws:
+        with pytest.raises(TypeError, match=message):
+            call(ws)
+        ws.send("still open")
+        assert ws.recv(timeout=scaled(5)) == "still open"
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ("X-A: 1", "additional_headers takes a mapping or a sequence of \\(name, value\\) pairs of str, not str"),
+        ([("X-A", 1)], r"got \('X-A', 1\) among them"),
+        (5, "not int 5"),
+    ],
+)
+def test_additional_headers_of_the_wrong_type_is_a_type_error(
+    start_server: StartServer, headers: Any, message: str
+) -> None:
+    server = start_server(echo)
+    with pytest.raises(TypeError, match=message):
+        connect(url(server), additional_headers=headers)
+    with connect(url(server), additional_headers=[["X-A", "1"]]) as ws:  # lists as pairs still work
+        assert ("X-A", "1") in list(ws.request.headers.items())
+
+
+# --- send(generator) streams ------------------------------------------------------------------------------
+
+
+def test_send_streams_a_generator_piece_by_piece(start_server: StartServer) -> None:
+    """Each piece after the first reaches the peer while the generator is still working on the next one."""
+    arrived: list[str] = []
+    got_piece = threading.Condition()
+
+    def handler(ws: Any) -> None:
+        for piece in ws.recv_streaming(timeout=scaled(10)):
+            with got_piece:
+                arrived.append(piece)
+                got_piece.notify_all()
+        ws.send("".join(arrived))
+
+    def seen(count: int) -> bool:
+        with got_piece:
+            return got_piece.wait_for(lambda: len(arrived) >= count, scaled(5))
+
+    reached_peer_while_producing: list[bool] = []
+
+    def slow_pieces() -> Iterator[str]:
+        yield "one "
+        yield "two "
+        reached_peer_while_producing.append(seen(2))  # "two " must be out before "three " exists
+        yield "three "
+        reached_peer_while_producing.append(seen(3))
+        yield "four"
+
+    server = start_server(handler)
+    with connect(url(server)) as ws:
+        ws.send(slow_pieces())
+        assert ws.recv(timeout=scaled(5)) == "one two three four"
+    assert reached_peer_while_producing == [True, True]
+    assert arrived[-1] == ""  # a generator's message ends with an empty frame carrying FIN
+
+
+def test_a_list_is_sent_with_fin_on_its_last_piece(start_server: StartServer) -> None:
+    pieces: list[Any] = []
+
+    def handler(ws: Any) -> None:
+        pieces.extend(ws.recv_streaming(timeout=scaled(5)))
+        ws.send("done")
+
+    server = start_server(handler)
+    with connect(url(server)) as ws:
+        ws.send(["a", "b", "c"])
+        assert ws.recv(timeout=scaled(5)) == "done"
+    assert pieces == ["a", "b", "c"]
+
+
+def test_text_true_bytes_generator_that_ends_inside_a_character_fails_with_1011(start_server: StartServer) -> None:
+    server = start_server(echo)
+    with connect(url(server)) as ws:
+        with pytest.raises(ValueError, match="text=True needs UTF-8"):
+            ws.send((piece for piece in [b"caf", b"\xc3"]), text=True)
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=scaled(5))
+        assert ws.protocol.close_sent is not None and ws.protocol.close_sent[0] == 1011

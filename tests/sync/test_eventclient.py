@@ -130,3 +130,39 @@ def test_close_right_after_start_ends_at_once_and_closes_the_connection(start_se
         assert time.monotonic() - start < scaled(3)
         if opened.wait(scaled(1)):
             assert ended.wait(scaled(5))  # the connection the close raced with was closed too
+
+
+def test_max_attempts_is_failed_attempts_then_one_close() -> None:
+    """max_attempts=3: three failed connects, on_error once for each, then on_close once with 1006."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens here now
+    events: list[Any] = []
+    gave_up = threading.Event()
+
+    def on_close(client: EventClient, code: int, reason: str) -> None:
+        events.append(("close", code, reason))
+        gave_up.set()
+
+    client = EventClient(
+        f"ws://127.0.0.1:{port}/",
+        on_error=lambda c, e: events.append(("error", type(e).__name__)),
+        on_close=on_close,
+        initial_delay=0.01,
+        jitter=0.0,
+        max_attempts=3,
+    )
+    client.start()
+    assert gave_up.wait(scaled(5))
+    time.sleep(0.1)  # nothing more comes
+    assert events == [("error", "ConnectError")] * 3 + [("close", 1006, "gave up after 3 failed attempts to connect")]
+    assert client.delays == [0.01, 0.02]  # two waits between three attempts
+    assert client.ready_state == 3
+    client.close()
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "3"])
+def test_max_attempts_must_be_a_positive_int_or_none(value: Any) -> None:
+    with pytest.raises(ValueError, match="max_attempts is None"):
+        EventClient("ws://h/", max_attempts=value)

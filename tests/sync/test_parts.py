@@ -219,14 +219,15 @@ def test_a_fragmented_send_that_breaks_half_way_fails_the_connection_instead_of_
 
     def pieces() -> Iterator[str]:
         yield "first part"
-        yield "second part"  # the first goes out once the second is known not to be the last
+        yield "second part"  # the first goes out once the second exists; the second as soon as it does
         raise RuntimeError("the producer broke")
 
     with pytest.raises(RuntimeError, match="producer broke"):
         connection.send(pieces())
-    frames = read_frames(peer, 2)
+    frames = read_frames(peer, 3)
     assert frames[0] == Frame(Opcode.TEXT, b"first part", fin=False)
-    assert frames[1].opcode == Opcode.CLOSE and frames[1].payload[:2] == (1011).to_bytes(2, "big")
+    assert frames[1] == Frame(Opcode.CONT, b"second part", fin=False)
+    assert frames[2].opcode == Opcode.CLOSE and frames[2].payload[:2] == (1011).to_bytes(2, "big")
     finished = threading.Event()
     errors: list[BaseException] = []
 
