@@ -3,7 +3,8 @@
 Every refusal is checked over a real loopback socket, status line, headers and
 body: a request with a body (RFC 6455 §4.1), an HTTP version other than 1.1
 (505), a request target that is not a resource name (400). Then the admission
-cap, ``max_handshakes``: past it new connections get 503 at once and no thread,
+cap, ``max_handshakes``: past it new connections wait in the backlog for a
+slot, and get 503 (no thread) only once no handshake has ended for a second,
 so a flood of half-open handshakes cannot exhaust threads while established
 connections keep being served — measured on a server in its own process.
 """
@@ -29,7 +30,7 @@ import rawws
 from rawws.exceptions import InvalidHandshake
 from rawws.http11 import Headers, HeadParser, Request, Response, content_length
 from rawws.sync.server import PendingConnection, Server, ServerConnection, serve
-from tests.conftest import echo, wait_until
+from tests.conftest import echo, scaled, wait_until
 from tests.hostile import DEFAULT_REQUEST, HostilePeer
 
 StartServer = Callable[..., Server]
@@ -231,7 +232,7 @@ def sockets() -> Iterator[list[socket.socket]]:
         sock.close()
 
 
-def test_past_max_handshakes_new_connections_get_503_at_once(
+def test_past_max_handshakes_stalled_for_a_second_new_connections_get_503(
     start_server: StartServer, sockets: list[socket.socket]
 ) -> None:
     server = start_server(echo, max_handshakes=2, open_timeout=20)
@@ -263,6 +264,32 @@ def test_past_max_handshakes_new_connections_get_503_at_once(
             assert ws.recv(timeout=5) == "admitted"
     finally:
         established.close()
+
+
+def test_a_burst_bigger_than_max_handshakes_waits_for_slots_instead_of_503(start_server: StartServer) -> None:
+    """Legitimate clients finish their handshakes in milliseconds: past the cap, the rest wait in the backlog."""
+    server = start_server(echo, max_handshakes=4)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        try:
+            with rawws.connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None, open_timeout=scaled(20)) as ws:
+                ws.send(str(index))
+                answer: object = ws.recv(timeout=scaled(10))
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
+            answer = exc
+        with lock:
+            results.append(answer)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(60)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(scaled(30))
+    failures = [r for r in results if not isinstance(r, str)]
+    assert not failures, failures[:3]
+    assert sorted(results, key=lambda r: int(str(r))) == [str(i) for i in range(60)]
 
 
 def test_every_handshake_ending_gives_its_slot_back(start_server: StartServer) -> None:

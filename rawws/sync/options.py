@@ -105,7 +105,8 @@ class ServerOptions(ConnectionOptions):
     process_request: ProcessRequest | None = None
     """``f(pending, request) -> Response | None``: answer plain HTTP instead of upgrading."""
     max_handshakes: int | None = 256
-    """Opening handshakes in progress at once; past it new connections get 503 (see ``DEFAULT_MAX_HANDSHAKES``)."""
+    """Opening handshakes in progress at once; past it new connections wait for a slot,
+    then get 503 (see ``DEFAULT_MAX_HANDSHAKES``)."""
     ssl: SSLContext | None = None
     """A server-side TLS context for ``wss://``."""
 

@@ -45,8 +45,10 @@ without a cap a flood of half-open connections grows threads without bound.
 256 is twice the widest burst the benchmarks open at once (200 connections,
 ``benchmarks/loadgen``), and a loopback or LAN handshake takes milliseconds,
 so legitimate bursts stay far below it; at most about 10 MiB resident for the
-handshake threads. Past the cap a connection is answered 503 at once from the
-accept loop, without a thread."""
+handshake threads. Past the cap new connections wait in the listening
+socket's backlog for a slot; only when no handshake has ended for
+:data:`BUSY_RETRY_AFTER` seconds (every slot held by half-open handshakes) is
+a connection taken and answered 503 from the accept loop, without a thread."""
 
 BUSY_RETRY_AFTER = 1
 """``Retry-After`` seconds on the 503 sent past ``max_handshakes``: a slot frees
@@ -131,6 +133,9 @@ class Server:
         self._handshakes_lock = threading.Lock()
         self._busy_refused = 0  # refused since the last warning (accept loop only)
         self._busy_warned_at = -1e9
+        self._progress_at = time.monotonic()  # when a handshake last ended (or the cap was last not reached)
+        self._holding_off = False  # the accept loop waits for a slot: wake it when one frees
+        self._wake_r.setblocking(False)
         sock.setblocking(False)
 
     @property
@@ -196,12 +201,26 @@ class Server:
         selector.register(self.socket, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
         self.logger.info("server listening on %s", self.address)
+        listening = True
         try:
             while not self._closing.is_set():
-                for key, _ in selector.select():
+                hold_off = self._hold_off()
+                if (hold_off is None) != listening:  # stop or resume taking connections from the backlog
+                    if listening:
+                        selector.unregister(self.socket)
+                    else:
+                        selector.register(self.socket, selectors.EVENT_READ)
+                    listening = not listening
+                for key, _ in selector.select(hold_off):
                     if key.fileobj is self._wake_r:
+                        try:
+                            self._wake_r.recv(4096)
+                        except OSError:
+                            pass
                         break
                     for _ in range(64):  # accept a burst, then look at the wakeup again
+                        if self._hold_off() is not None:
+                            break
                         try:
                             client, address = self.socket.accept()
                         except (BlockingIOError, InterruptedError):
@@ -215,11 +234,34 @@ class Server:
             selector.close()
             self._stopped.set()
 
+    def _hold_off(self) -> float | None:
+        """Seconds to leave new connections in the kernel's backlog, or None to take them now.
+
+        With ``max_handshakes`` in progress, a new connection waits in the
+        backlog for a slot: a legitimate burst frees slots every few
+        milliseconds. Only when no handshake has ended for
+        :data:`BUSY_RETRY_AFTER` seconds (half-open handshakes hold every slot)
+        are new connections taken and answered 503, so that they learn why.
+        """
+        limit = self.options.max_handshakes
+        with self._handshakes_lock:
+            if limit is None or self._handshakes < limit:
+                self._holding_off = False
+                return None
+            stalled_for = time.monotonic() - self._progress_at
+            if stalled_for >= BUSY_RETRY_AFTER:
+                self._holding_off = False
+                return None  # answered 503 by _spawn
+            self._holding_off = True
+            return BUSY_RETRY_AFTER - stalled_for
+
     def _spawn(self, client: socket.socket, address: Any) -> None:
         limit = self.options.max_handshakes
         with self._handshakes_lock:
             admitted = limit is None or self._handshakes < limit
             if admitted:
+                if limit is not None and self._handshakes == 0:
+                    self._progress_at = time.monotonic()
                 self._handshakes += 1  # given back by _run_connection, whatever the handshake's outcome
         if not admitted:
             self._refuse_busy(client, address)
@@ -234,6 +276,14 @@ class Server:
     def _handshake_finished(self) -> None:
         with self._handshakes_lock:
             self._handshakes -= 1
+            self._progress_at = time.monotonic()
+            wake = self._holding_off
+            self._holding_off = False
+        if wake:
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
+                pass
 
     def _refuse_busy(self, client: socket.socket, address: Any) -> None:
         """Past ``max_handshakes``: answer 503 from the accept loop itself and close; no thread, no waiting.
@@ -479,7 +529,7 @@ def serve(
     reading stops: TCP back-pressure); keepalive ping every 20 s with 20 s to
     answer (else close 1011); 10 s to finish the opening handshake (slowloris
     defence) and 10 s for the closing handshake; at most ``max_handshakes``
-    (256) handshakes in progress, past which new connections get 503 at once;
+    (256) handshakes in progress, past which new connections wait for a slot (503 after a second with none ending);
     ``write_limit`` 1 MiB and ``write_timeout`` 20 s for peers that do not
     read; permessage-deflate accepted (``compression=None`` refuses it).
     ``origins`` lists allowed ``Origin`` values (None allows a missing
