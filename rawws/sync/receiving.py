@@ -378,7 +378,9 @@ class Receiver:
                 if self.state is ReadState.READING:
                     self.state = ReadState.IDLE
                     self._rearm_locked()
-                wake = bool(self._waiters) and self._cond is not None
+                # Only a queued message (or failure marker) is worth a turn: a pong or a ping answered
+                # changes nothing a waiter waits for (the end of the connection wakes it through finish()).
+                wake = bool(self._waiters) and self._cond is not None and bool(self.queue)
         if wake:
             self._reactor.gate.wake(self._wake_waiter)
 

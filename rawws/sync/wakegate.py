@@ -58,6 +58,7 @@ class WakeGate:
         self._started: deque[Turn] = deque()  # turns whose handler runs, by deadline; some over
         self._given: deque[Turn] = deque()  # every turn, by when it was given; some over
         self._waiting: deque[Wake] = deque()
+        self.given = 0  # turns handed out so far (statistics)
 
     @property
     def running(self) -> int:
@@ -150,6 +151,7 @@ class WakeGate:
                 wake = self._waiting.popleft()
                 turn = Turn(time.monotonic())
                 self._running += 1
+                self.given += 1
                 self._given.append(turn)
             if not wake(turn):
                 with self._lock:  # nobody was waiting after all: the turn is over at once

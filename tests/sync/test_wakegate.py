@@ -137,3 +137,21 @@ def test_handlers_that_block_do_not_queue_behind_each_other(start_server: Any) -
             ws.close()
     assert sorted(answers, key=lambda a: int(str(a))) == [str(i) for i in range(count)]
     assert elapsed < scaled(count * pause / 4), f"{elapsed:.2f} s: the handlers' sleeps were serialised"
+
+
+def test_pings_and_pongs_wake_no_handler(start_server: Any, monkeypatch: Any) -> None:
+    """Only a queued message is worth a turn: 100 pings answered by the reactor cost the waiting handler nothing."""
+    from rawws.sync import reactor
+
+    monkeypatch.setattr(reactor, "SELF_READERS", 0)
+    server = start_server(lambda ws: [ws.send(m) for m in ws], ping_interval=None)
+    with connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as ws:
+        ws.send("warm")
+        assert ws.recv(timeout=scaled(5)) == "warm"
+        time.sleep(0.2)  # the handler waits in recv(), through the reactor
+        gate = reactor.get_reactor().gate
+        before = gate.given
+        for _ in range(100):
+            assert ws.ping().wait(scaled(5))
+        woken = gate.given - before
+    assert woken < 10, f"{woken} turns for 100 pings"
