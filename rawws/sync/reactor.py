@@ -60,15 +60,29 @@ class Reactor:
         self._selector: selectors.BaseSelector | None = None
         self._registered: set[int] = set()
         self._slots_lock = threading.Lock()
-        self.gate = WakeGate(AWAKE_HANDLERS, WAKE_LEASE)
+        self.gate = WakeGate(AWAKE_HANDLERS, WAKE_LEASE, poke=self.poke)
         self._self_readers = 0
+        # Written to wake the loop: the gate holds back a wake that a thread other than the
+        # reactor's asked for, so the loop must look again at when to expire turns.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         if self._epoll is None:
             self._selector = selectors.DefaultSelector()
-            self._wake_r, self._wake_w = socket.socketpair()
-            self._wake_r.setblocking(False)
             self._selector.register(self._wake_r, selectors.EVENT_READ)
+        else:
+            self._epoll.register(self._wake_r.fileno(), select.EPOLLIN)
         self._thread = threading.Thread(target=self._run, name="rawws-reactor", daemon=True)
         self._thread.start()
+
+    def poke(self) -> None:
+        """Make the loop look again at the gate (from any thread but the reactor's, which looks anyway)."""
+        if threading.get_ident() == self._thread.ident:
+            return
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # BlockingIOError: the buffer is full of pokes, one is enough
 
     def take_read_slot(self) -> bool:
         """May one more thread wait for data by reading its own socket? (See :data:`SELF_READERS`.)"""
@@ -137,8 +151,7 @@ class Reactor:
             except OSError:
                 logger.exception("reactor wait failed")
                 continue
-            if deadline is not None:
-                gate.expire()
+            gate.expire()
             for fd in fds:
                 callback = self._callbacks.get(fd)
                 if callback is None:
@@ -150,7 +163,15 @@ class Reactor:
 
     def _wait(self, timeout: float | None) -> list[int]:
         if self._epoll is not None:
-            return [fd for fd, _ in self._epoll.poll(-1 if timeout is None else timeout)]
+            wake = self._wake_r.fileno()
+            ready = [fd for fd, _ in self._epoll.poll(-1 if timeout is None else timeout)]
+            if wake in ready:
+                ready.remove(wake)
+                try:
+                    self._wake_r.recv(4096)
+                except BlockingIOError:
+                    pass
+            return ready
         assert self._selector is not None
         ready = []
         for key, _ in self._selector.select(timeout):

@@ -48,7 +48,7 @@ Wake = Callable[[Turn], bool]
 class WakeGate:
     """Hands out turns to run: ``limit`` at a time, each for at most ``lease`` seconds of running."""
 
-    def __init__(self, limit: int, lease: float, ceiling: int = 4096) -> None:
+    def __init__(self, limit: int, lease: float, ceiling: int = 4096, poke: Callable[[], None] | None = None) -> None:
         self.floor = limit
         self.ceiling = ceiling
         self.limit = limit
@@ -59,6 +59,9 @@ class WakeGate:
         self._given: deque[Turn] = deque()  # every turn, by when it was given; some over
         self._waiting: deque[Wake] = deque()
         self.given = 0  # turns handed out so far (statistics)
+        # Called, outside the lock, when a wake is held back or end_soon() frees a turn that a held-back
+        # wake needs: whoever expires turns and pumps (the reactor's loop) must look again.
+        self._poke = poke or _nothing
 
     @property
     def running(self) -> int:
@@ -68,7 +71,8 @@ class WakeGate:
         """Call ``wake`` now if a turn is free, else when one is."""
         with self._lock:
             self._waiting.append(wake)
-        self._pump()
+        if self._pump():
+            self._poke()  # held back: the reactor's loop must know when to expire turns
 
     def start(self, turn: Turn) -> None:
         """The woken handler runs (it has the interpreter lock): its lease starts now.
@@ -103,6 +107,9 @@ class WakeGate:
             if not turn.over:
                 turn.over = True
                 self._running -= 1
+            held_back = bool(self._waiting)
+        if held_back:
+            self._poke()
 
     def next_deadline(self) -> float | None:
         """When :meth:`expire` has work to do next, if a wake is held back."""
@@ -142,12 +149,14 @@ class WakeGate:
             if self.limit < self.ceiling:
                 self.limit += 1
 
-    def _pump(self) -> None:
+    def _pump(self) -> bool:
+        """Hand out free turns; True if wakes are still held back."""
         while True:
             with self._lock:
                 self._settle_locked(time.monotonic())
-                if not self._waiting or self._running >= self.limit:
-                    return
+                held_back = bool(self._waiting) and self._running >= self.limit
+                if not self._waiting or held_back:
+                    break
                 wake = self._waiting.popleft()
                 turn = Turn(time.monotonic())
                 self._running += 1
@@ -158,3 +167,8 @@ class WakeGate:
                     if not turn.over:
                         turn.over = True
                         self._running -= 1
+        return held_back
+
+
+def _nothing() -> None:
+    pass
