@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,3 +124,22 @@ def websockets_server() -> Iterator[Callable[..., int]]:
     yield start
     for server in servers:
         server.shutdown()
+
+
+def http_get(port: int, host: str | None = None, path: str = "/") -> bytes:
+    """A plain GET (no upgrade) to 127.0.0.1:``port`` with this ``Host``; all it answered until it closed."""
+    host = host or f"127.0.0.1:{port}"
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        for _ in range(1000):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def http_status_and_body(answer: bytes) -> tuple[int, str]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode(errors="replace")

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ import pytest
 
 from rawws import connect, send_message
 from tests.cdp import Browser, Page, find_chromium
-from tests.conftest import IN_CI, scaled
+from tests.conftest import IN_CI, http_get, http_status_and_body, scaled
 from tests.sync.test_origin_host import handshake
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,9 +200,9 @@ def test_the_demo_answers_only_to_its_own_names() -> None:
     try:
         status, body = handshake(port, f"evil.example:{port}", f"http://evil.example:{port}")
         assert status == 403 and "does not name this server" in body
-        status, body = http_get(port, f"evil.example:{port}")
+        status, body = page_status(port, f"evil.example:{port}")
         assert status == 403 and "does not name this server" in body
-        assert http_get(port, f"localhost:{port}")[0] == 200
+        assert page_status(port, f"localhost:{port}")[0] == 200
         status, body = handshake(port, f"127.0.0.1:{port}", "http://evil.example")
         assert status == 403 and "is not allowed" in body
         assert handshake(port, f"localhost:{port}", f"http://localhost:{port}")[0] == 101
@@ -216,17 +215,8 @@ def test_the_demo_answers_only_to_its_own_names() -> None:
         stop(server)
 
 
-def http_get(port: int, host: str) -> tuple[int, str]:
-    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as sock:
-        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        for _ in range(1000):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode(errors="replace")
+def page_status(port: int, host: str) -> tuple[int, str]:
+    return http_status_and_body(http_get(port, host))
 
 
 def test_demo_names_are_bound_to_connections_and_unique_in_a_room() -> None:

@@ -20,7 +20,7 @@ from rawws.handshake import check_origin
 from rawws.http11 import Headers, Request
 from rawws.sync.client import connect
 from rawws.sync.server import PendingConnection, Server
-from tests.conftest import echo, scaled
+from tests.conftest import echo, http_get, http_status_and_body, scaled
 
 StartServer = Callable[..., Server]
 
@@ -138,16 +138,7 @@ def test_a_host_with_userinfo_or_a_path_names_nothing(start_server: StartServer)
 
 def plain_get(port: int, host: str, path: str = "/") -> tuple[int, str]:
     """A plain GET (no upgrade) with this ``Host``; the status and body answered."""
-    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        data = b""
-        for _ in range(100):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+    return http_status_and_body(http_get(port, host, path))
 
 
 def test_host_and_origin_are_checked_before_process_request(start_server: StartServer) -> None:

@@ -20,22 +20,14 @@ import pytest
 from rawws.http11 import Headers, Request, Response
 from rawws.sync.client import connect
 from rawws.sync.server import PendingConnection, Server, serve
-from tests.conftest import echo, scaled
+from tests.conftest import echo, http_get, scaled
 
 StartServer = Callable[..., Server]
 
 
 def get(port: int, path: str = "/") -> bytes:
     """A plain GET; everything the server answered until it closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-        data = b""
-        for _ in range(100):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data
+    return http_get(port, path=path)
 
 
 def test_respond_refuses_a_line_break_in_a_header(start_server: StartServer) -> None:
