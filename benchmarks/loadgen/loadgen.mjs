@@ -434,11 +434,21 @@ async function brokerBurst() {
 // each on its own random phase. mode "echo": latency of each echo on its own connection.
 // mode "rooms": pub/sub clients in rooms of `room_size`; each sends `chat` to its room, and the
 // latency is from the send to the delivery at each other member (one process: one clock).
+function p99BySecond(timeline, begin) {
+  const seconds = [];
+  for (const [t, l] of timeline) {
+    const k = Math.max(0, Math.floor(t - begin));
+    (seconds[k] = seconds[k] || []).push(l);
+  }
+  return Array.from(seconds, (ls) => (ls ? Math.round(percentile(ls.sort((a, b) => a - b), 0.99) * 1e3) : null));
+}
+
 async function sustained() {
   const { conns, rate, duration } = args;
   const rooms = args.mode === 'rooms';
   const roomSize = args.room_size || 10;
   const lat = [];
+  const timeline = [];  // [send time, latency] with args.timeline: the p99 of each second of the load
   const lags = [];
   let sent = 0;
   let expected = 0;
@@ -458,6 +468,7 @@ async function sustained() {
         if (Number(from) === s.index) { own++; return; }
         if (Math.floor(Number(from) / roomSize) !== Math.floor(s.index / roomSize)) { errors++; return; }  // misrouted
         lat.push(now() - Number(t));
+        if (args.timeline) timeline.push([Number(t), now() - Number(t)]);
         delivered++;
       }, counters);
     } else {
@@ -537,6 +548,7 @@ async function sustained() {
     p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), max_ms: lat.length ? lat[lat.length - 1] * 1e3 : null,
     lag_p99_ms: lags.length ? percentile(lags, 0.99) * 1e3 : null, closed_early: closedEarly,
     send_seconds: sendEnd - begin, drain_seconds: drainSeconds, loadgen_cpu: cpu / (sendEnd - begin),
+    ...(args.timeline ? { p99_ms_by_second: p99BySecond(timeline, begin) } : {}),
   };
 }
 

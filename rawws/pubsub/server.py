@@ -66,11 +66,13 @@ if TYPE_CHECKING:
 
 from ..exceptions import ConnectionClosed
 from ..frames import CloseCode
+from ..protocol import PreparedMessage, prepare_message
 from ..sync.connection import Connection
 from ..sync.options import ServerOptions, ServerSettings
 from ..sync.server import Handler, Server, listen
 from ..sync.timers import call_later
 from .broker import RESERVED, MessageBroker, SubscriberGone
+from .flusher import Flusher
 from .messages import MAX_DEPTH, MessageError, make_message, parse_message
 
 __all__ = [
@@ -141,9 +143,27 @@ def _weak_pump(subscriber: BrokerClient) -> Callable[[], None]:
     return on_drain
 
 
-def _text_size(text: str) -> int:
-    """Bytes of ``text`` in UTF-8: its length for ASCII (all that :func:`make_message` makes), O(1)."""
+def _size(text: str | PreparedMessage) -> int:
+    """Bytes of a queued message: ``text`` in UTF-8 (its length for ASCII, all that :func:`make_message`
+    makes: O(1)), or a framed message's payload."""
+    if type(text) is not str:
+        return len(text.payload)  # type: ignore[union-attr]
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class _Relayed(list):  # type: ignore[type-arg]
+    """What the server relays on a channel: ``[text, id of the client not to send it to, or None]``,
+    carrying ``text`` framed once for every member (``prepared``).
+
+    It is a list, so a backend that carries it to other nodes sends it as JSON;
+    what arrives there is a plain list, framed for each member.
+    """
+
+    __slots__ = ("prepared",)
+
+    def __init__(self, text: str, exclude: str | None) -> None:
+        super().__init__((text, exclude))
+        self.prepared = prepare_message(text)
 
 
 class Overflow(str, enum.Enum):
@@ -196,6 +216,7 @@ class BrokerClient:
         overflow: Overflow | str,
         max_pending_bytes: int | None = MAX_PENDING_BYTES,
         membership: _Membership | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
         self.ws = ws
         self.broker = broker
@@ -211,10 +232,14 @@ class BrokerClient:
         self.dropped = 0
         self.membership = membership if membership is not None else _Membership(broker)
         self._published: dict[str, Callable[[Any], None]] = {}  # channel -> its broker callback
-        self._pending: deque[str] = deque()
+        self._pending: deque[str | PreparedMessage] = deque()
         self._pending_bytes = 0  # UTF-8 bytes of the texts in _pending
         self._lock = threading.Lock()
         self._closing = False
+        self._flusher = flusher  # None: the publisher writes, one write per delivery
+        protocol = getattr(ws, "protocol", None)
+        self._prepared_fits = bool(getattr(protocol, "can_send_prepared", False))  # no compression
+        self._scheduled = False  # a write is scheduled with the flusher and has not started
         # Not ``self.pump``: a bound method would make a cycle (ws → on_drain → self → ws)
         # that keeps this subscriber, queue included, until the cyclic GC runs, and would
         # keep it alive from anything that still holds the connection's callback.
@@ -234,7 +259,8 @@ class BrokerClient:
         text, exclude = item
         if exclude == self.id:
             return
-        self.enqueue(text)
+        prepared = getattr(item, "prepared", None)
+        self.enqueue(prepared if prepared is not None and self._prepared_fits else text)
 
     def _published_callback(self, channel: str) -> Callable[[Any], None]:
         """The subscriber of ``channel`` itself: what server code publishes, as a ``message`` envelope."""
@@ -266,21 +292,46 @@ class BrokerClient:
         self.channels.discard(channel)
         return member
 
-    def enqueue(self, text: str) -> None:
+    def enqueue(self, text: str | PreparedMessage) -> None:
         # Order is fixed under the lock; the system call that writes happens after it,
         # so publishers delivering to the same client never wait on each other's I/O.
-        size = _text_size(text)
+        size = _size(text)
         with self._lock:
             if self._closing:
                 raise SubscriberGone  # not counted as notified
             self._pending.append(text)
             self._pending_bytes += size
-            if self._over_limits_locked():
-                if self.overflow is Overflow.DROP_OLDEST:
-                    self._drop_oldest_locked()
-                else:
-                    self._too_slow()
-                    return
+            over = self._over_limits_locked()
+            if not over:
+                if self._scheduled:
+                    return  # the scheduled write takes this message too
+                self._scheduled = self._flusher is not None
+        if over:
+            self._relieve()
+        elif self._flusher is not None:
+            self._flusher.schedule(self._write_scheduled)
+        else:
+            self.pump()
+
+    def _relieve(self) -> None:
+        """Over a limit: write what the socket takes now, then apply ``overflow`` to what is still queued.
+
+        The queue may be long because the flusher is behind, not the client:
+        only what the client's socket does not take counts against it.
+        """
+        self.pump()
+        with self._lock:
+            if self._closing or not self._over_limits_locked():
+                return
+            if self.overflow is Overflow.DROP_OLDEST:
+                self._drop_oldest_locked()
+            else:
+                self._too_slow()
+
+    def _write_scheduled(self) -> None:
+        """On the flusher's thread: write everything queued so far (what is queued later is scheduled again)."""
+        with self._lock:
+            self._scheduled = False
         self.pump()
 
     def _over_limits_locked(self) -> bool:
@@ -294,7 +345,7 @@ class BrokerClient:
     def _drop_oldest_locked(self) -> None:
         before = self.dropped
         while self._over_limits_locked():
-            self._pending_bytes -= _text_size(self._pending.popleft())
+            self._pending_bytes -= _size(self._pending.popleft())
             self.dropped += 1
         if before == 0 or before // 1000 != self.dropped // 1000:
             logger.warning("%s is slow: %d messages dropped so far", self.ws.remote_address, self.dropped)
@@ -324,7 +375,7 @@ class BrokerClient:
                 batch = []
                 while pending and room > 0:
                     text = pending.popleft()
-                    size = _text_size(text)
+                    size = _size(text)
                     self._pending_bytes -= size
                     batch.append(text)
                     room -= size + 10
@@ -489,7 +540,7 @@ class _Membership:
 
     def _publish_presence(self, channel: str, count: int) -> None:
         text = make_message("presence", {"channel": channel, "count": count})
-        self.broker.publish(_relay_channel(channel), [text, None])
+        self.broker.publish(_relay_channel(channel), _Relayed(text, None))
 
 
 class _Handler:
@@ -527,11 +578,14 @@ class _Handler:
         self.max_channels = 100
         self.authorize = authorize
         self.membership = _Membership(broker, unique_users)
+        self.flusher = Flusher()
         if broker.check_message is None:
             broker.check_message = check_json_message  # WebSocket subscribers get JSON: refuse the rest at publish()
 
     def __call__(self, ws: Connection) -> None:
-        client = BrokerClient(ws, self.broker, self.max_pending, self.overflow, self.max_pending_bytes, self.membership)
+        client = BrokerClient(
+            ws, self.broker, self.max_pending, self.overflow, self.max_pending_bytes, self.membership, self.flusher
+        )
         try:
             for raw in ws:
                 self.handle(client, raw)
@@ -608,7 +662,7 @@ class _Handler:
         """Send ``type`` with ``out`` and the stamped sender to the members of ``channel``; how many got it."""
         out["sender"] = client.sender  # whatever the client claimed, this is who sent it
         text = make_message(type, {"channel": channel, **out})
-        return self.broker.publish(_relay_channel(channel), [text, client.id if exclude else None])
+        return self.broker.publish(_relay_channel(channel), _Relayed(text, client.id if exclude else None))
 
     def on_publish(self, client: BrokerClient, channel: str, payload: dict[str, Any]) -> None:
         if "message" not in payload:
@@ -751,4 +805,4 @@ class BrokerServer(Server):
         Returns how many WebSocket clients it was queued for.
         """
         text = make_message("notification", {"channel": channel, "message": message, "sender": None})
-        return self.broker.publish(_relay_channel(channel), [text, None])
+        return self.broker.publish(_relay_channel(channel), _Relayed(text, None))

@@ -350,12 +350,14 @@ class Connection:
         """
         self._sender.enqueue((message,), prepared, write=True)
 
-    def send_many_nowait(self, messages: Sequence[Message], *, write: bool = True) -> None:
+    def send_many_nowait(self, messages: Sequence[Message | PreparedMessage], *, write: bool = True) -> None:
         """:meth:`send_nowait` for several messages at once: one write for all of them.
 
         With ``write=False`` the messages are only queued, in order; a later
         :meth:`flush_nowait` (or any send) writes them. That lets a caller
         order messages under its own lock and do the system call outside it.
+        A message may be a :class:`~rawws.protocol.PreparedMessage` (framed
+        once for many connections) where ``protocol.can_send_prepared`` holds.
         """
         self._sender.enqueue(messages, None, write=write)
 

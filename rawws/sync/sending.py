@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
 from ..exceptions import ConnectionClosed
-from ..frames import Data
+from ..frames import Data, Opcode
 from ..protocol import PreparedMessage, Protocol, State
 
 __all__ = ["Sender", "Message", "WOULD_BLOCK", "ACCEPTED", "fragment_kind"]
@@ -246,9 +246,14 @@ class Sender:
                     self._on_broken_message()
                 raise
 
-    def enqueue(self, messages: Sequence[Message], prepared: PreparedMessage | None, *, write: bool) -> None:
+    def enqueue(
+        self, messages: Sequence[Message | PreparedMessage], prepared: PreparedMessage | None, *, write: bool
+    ) -> None:
         """Encode ``messages`` into the protocol's output (or queue ``prepared``, the one message framed
-        once by :func:`rawws.sync.server.broadcast`), then write without blocking."""
+        once by :func:`rawws.sync.server.broadcast`), then write without blocking.
+
+        A :class:`~rawws.protocol.PreparedMessage` among ``messages`` is queued as framed.
+        """
         protocol = self.protocol
         with self._protocol_lock:
             self.check_sendable()
@@ -260,11 +265,13 @@ class Sender:
                     for message in messages:
                         if isinstance(message, str):
                             protocol.send_text(message)
+                        elif isinstance(message, PreparedMessage):
+                            protocol.send_prepared(message)
                         else:
                             protocol.send_binary(message)
         if fragmenting:
             for message in messages:
-                self.send_message(message)  # waits for the fragmented message to end
+                self.send_message(unprepared(message))  # waits for the fragmented message to end
         elif write:
             self.flush(blocking=False)
 
@@ -392,6 +399,8 @@ class Sender:
 
     def _write_some(self, buffers: list[Data]) -> list[Data]:
         """Write without blocking; return what did not fit."""
+        if len(buffers) > 1:
+            buffers = coalesce(buffers)
         for index, buffer in enumerate(buffers):
             view = memoryview(buffer)
             while view:
@@ -425,6 +434,46 @@ class Sender:
         except OSError:
             pass
         self._on_write_error()
+
+
+COALESCE_LIMIT = 256 * 1024
+"""Consecutive buffers smaller than this are joined into writes of up to about this size."""
+
+
+def coalesce(buffers: list[Data], limit: int = COALESCE_LIMIT) -> list[Data]:
+    """``buffers`` with each run of small ones joined: a system call per write, not per frame header or payload.
+
+    A queue of many small messages (a subscriber's backlog) is two buffers a
+    message; writing them one ``send`` each costs far more than copying them.
+    Buffers of ``limit`` bytes or more are kept as they are, so a large
+    message is not copied.
+    """
+    joined: list[Data] = []
+    run: list[Data] = []
+    size = 0
+    for buffer in buffers:
+        length = len(buffer)
+        if length >= limit:
+            if run:
+                joined.append(b"".join(run) if len(run) > 1 else run[0])
+                run, size = [], 0
+            joined.append(buffer)
+            continue
+        run.append(buffer)
+        size += length
+        if size >= limit:
+            joined.append(b"".join(run))
+            run, size = [], 0
+    if run:
+        joined.append(b"".join(run) if len(run) > 1 else run[0])
+    return joined
+
+
+def unprepared(message: Message | PreparedMessage) -> Message:
+    """The message a :class:`~rawws.protocol.PreparedMessage` frames, to be framed again."""
+    if not isinstance(message, PreparedMessage):
+        return message
+    return message.payload.decode("utf-8") if message.opcode == Opcode.TEXT else message.payload
 
 
 def fragment_kind(piece: object, expected: bool | None) -> bool:
