@@ -236,9 +236,12 @@ class BrokerClient:
         self._pending_bytes = 0  # UTF-8 bytes of the texts in _pending
         self._lock = threading.Lock()
         self._closing = False
-        self._flusher = flusher  # None: the publisher writes, one write per delivery
         protocol = getattr(ws, "protocol", None)
         self._prepared_fits = bool(getattr(protocol, "can_send_prepared", False))  # no compression
+        # None: the publisher writes, one write per delivery. A member with compression
+        # is written by the publisher too: its frames are compressed as they are written,
+        # and one writer thread compressing for every such member would hold up everyone.
+        self._flusher = flusher if self._prepared_fits else None
         self._scheduled = False  # a write is scheduled with the flusher and has not started
         # Not ``self.pump``: a bound method would make a cycle (ws → on_drain → self → ws)
         # that keeps this subscriber, queue included, until the cyclic GC runs, and would

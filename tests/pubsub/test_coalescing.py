@@ -166,7 +166,7 @@ def test_members_with_and_without_compression_get_the_same_message(room: Any) ->
 
 
 def test_replies_and_relays_keep_their_order_through_the_flusher(room: Any) -> None:
-    ws = join(room.port, "order")
+    ws = join(room.port, "order", compression=None)  # a member with compression is written by the publisher
     try:
         for n in range(50):
             ws.send(json.dumps({"type": "publish", "payload": {"channel": "order", "message": n}}))
@@ -187,7 +187,7 @@ def test_replies_and_relays_keep_their_order_through_the_flusher(room: Any) -> N
 
 
 def test_one_writer_thread_serves_all_clients(room: Any) -> None:
-    members = [join(room.port, f"room-{n % 3}") for n in range(12)]
+    members = [join(room.port, f"room-{n % 3}", compression=None) for n in range(12)]
     try:
         for ws in members:
             ws.send(json.dumps({"type": "chat", "payload": {"channel": "room-0", "text": "x"}}))
@@ -202,7 +202,7 @@ def test_a_client_that_reads_is_not_closed_for_the_writer_falling_behind() -> No
     server = serve_broker("127.0.0.1", 0, max_pending=5, ping_interval=None, close_timeout=scaled(3)).start()
     release = threading.Event()
     try:
-        reader = join(server.port, "busy")
+        reader = join(server.port, "busy", compression=None)
         server.handler.flusher.schedule(lambda: release.wait(scaled(10)))  # the writer is busy elsewhere
         with connect(f"ws://127.0.0.1:{server.port}/") as publisher:
             for n in range(50):
@@ -214,6 +214,27 @@ def test_a_client_that_reads_is_not_closed_for_the_writer_falling_behind() -> No
         assert got == list(range(50))
         reader.close()
         assert reader.close_code == 1000
+    finally:
+        release.set()
+        server.shutdown(scaled(10))
+
+
+def test_a_member_with_compression_is_not_held_up_by_a_busy_writer() -> None:
+    # Its frames are compressed as they are written: one writer thread doing that for every such
+    # member made a flood on their channels delay every channel's deliveries by seconds.
+    server = serve_broker("127.0.0.1", 0, ping_interval=None, close_timeout=scaled(3)).start()
+    release = threading.Event()
+    try:
+        deflated = join(server.port, "zipped", compression="deflate")
+        assert deflated.protocol.extensions
+        server.handler.flusher.schedule(lambda: release.wait(scaled(10)))  # the writer is busy elsewhere
+        with connect(f"ws://127.0.0.1:{server.port}/", compression=None) as publisher:
+            for n in range(3):
+                publisher.send(json.dumps({"type": "publish", "payload": {"channel": "zipped", "message": n}}))
+            got = [until(deflated, "message")["payload"]["message"] for _ in range(3)]
+        assert got == [0, 1, 2]
+        assert not release.is_set()
+        deflated.close()
     finally:
         release.set()
         server.shutdown(scaled(10))
