@@ -44,14 +44,26 @@ class Flusher:
         self._sleeping = False
 
     def schedule(self, write: Callable[[], None]) -> None:
-        """Have ``write()`` called soon on the writer thread (the caller makes sure it is scheduled once)."""
+        """Have ``write()`` called soon on the writer thread (the caller makes sure it is scheduled once).
+
+        If no thread can be started (the process is at its thread limit),
+        ``write()`` runs now, in the caller's thread: late, never lost.
+        """
         with self._condition:
-            self._due.append(write)
-            if not self._running:
-                self._running = True
+            if self._running:
+                self._due.append(write)
+                if self._sleeping:
+                    self._condition.notify()
+                return
+            try:
                 threading.Thread(target=self._run, name=self.name, daemon=True).start()
-            elif self._sleeping:
-                self._condition.notify()
+            except RuntimeError:
+                logger.warning("cannot start the writer thread: writing from the publisher's thread")
+            else:
+                self._running = True
+                self._due.append(write)
+                return
+        write()
 
     def _run(self) -> None:
         due = self._due

@@ -58,6 +58,22 @@ def test_a_failing_write_is_logged_and_the_next_one_still_runs(caplog: pytest.Lo
     assert "writing queued messages failed" in caplog.text
 
 
+def test_without_a_thread_to_be_had_the_write_runs_in_the_callers_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    flusher = Flusher(name="test-writer-nothread", idle_exit=0.2)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    calls: list[int] = []
+    flusher.schedule(lambda: calls.append(threading.get_ident()))
+    assert calls == [threading.get_ident()]
+    monkeypatch.undo()
+    done = threading.Event()
+    flusher.schedule(done.set)  # and the next one gets the thread again
+    assert done.wait(scaled(5))
+
+
 def test_coalesce_joins_small_buffers_and_keeps_large_ones() -> None:
     small = [b"ab", b"cd", b"ef"]
     assert coalesce(small) == [b"abcdef"]
